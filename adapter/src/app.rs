@@ -1,0 +1,283 @@
+//! Wires a subcommand together: function host, event source, Invoke API, admin, and the shutdown
+//! sequence (stop taking work, drain for the grace period, stop the function, exit 0).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, Readiness, SourceCheck};
+use crate::cli::{Cli, Command, HttpArgs, ServiceArgs};
+use crate::host::{FunctionHost, HostConfig, HostError};
+use crate::http_source::{self, HttpSourceConfig};
+use crate::invoke_api::{self, InvokeApiConfig};
+use crate::sqs::{SqsArgs, SqsError, SqsSource};
+use crate::{healthcheck, shutdown};
+
+/// Why the adapter stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The function host failed (most often: the function never initialised).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The SQS source could not start or failed.
+    #[error(transparent)]
+    Sqs(#[from] SqsError),
+    /// A listener could not be bound.
+    #[error("could not listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The signal handlers could not be installed.
+    #[error("could not install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// Runs the command line; the exit code is 0 on a clean stop.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Http(command) => run_service(command.service, Source::Http(command.http)).await,
+        Command::Sqs(command) => run_service(command.service, Source::Sqs(command.sqs)).await,
+        Command::Healthcheck(args) => {
+            return match healthcheck::check(&args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("adapter healthcheck: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "adapter failed");
+            eprintln!("adapter: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Source {
+    Http(HttpArgs),
+    Sqs(SqsArgs),
+}
+
+enum PreparedSource {
+    Http(TcpListener, HttpArgs),
+    Sqs(SqsSource),
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+fn host_config(service: &ServiceArgs) -> HostConfig {
+    let function_name = service.resolved_function_name();
+    HostConfig {
+        program: service.program(),
+        args: service.function.iter().skip(1).cloned().collect(),
+        log_group: service
+            .log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{function_name}")),
+        function_name,
+        memory_size: service.memory_size,
+        region: service
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_owned()),
+        account_id: service.account_id.clone(),
+        max_concurrency: service.max_concurrency as usize,
+        per_process_concurrency: service.per_process_concurrency as usize,
+        init_timeout: Duration::from_secs(u64::from(service.init_timeout)),
+    }
+}
+
+async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppError> {
+    let shutdown = CancellationToken::new();
+    shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
+    let timeout = Duration::from_secs(u64::from(service.timeout));
+    let grace = Duration::from_secs(u64::from(service.shutdown_grace));
+    let config = host_config(&service);
+
+    let mut registry = Registry::default();
+    let host = FunctionHost::start(config.clone(), &mut registry).await?;
+    let prepared = match prepare(source, &mut registry).await {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            host.shutdown().await;
+            return Err(error);
+        }
+    };
+    let source_check: SourceCheck = match &prepared {
+        PreparedSource::Http(..) => Arc::new(|| Ok(())),
+        PreparedSource::Sqs(sqs) => {
+            let health = sqs.health();
+            Arc::new(move || {
+                if health.connected() {
+                    Ok(())
+                } else {
+                    Err("the SQS source cannot reach its queue".to_owned())
+                }
+            })
+        }
+    };
+    let admin_stop = CancellationToken::new();
+    let admin = match bind("admin", service.admin_listen).await {
+        Ok(listener) => tokio::spawn(admin::serve(
+            listener,
+            Arc::new(registry),
+            Readiness {
+                processes: host.ready_processes(),
+                source: source_check,
+                draining: shutdown.clone(),
+            },
+            admin_stop.clone(),
+        )),
+        Err(error) => {
+            host.shutdown().await;
+            return Err(error);
+        }
+    };
+
+    let outcome = serve_until_shutdown(&host, &service, &config, prepared, timeout, grace, &shutdown).await;
+    host.shutdown().await;
+    admin_stop.cancel();
+    if let Err(error) = admin.await {
+        tracing::warn!(%error, "admin server task failed");
+    }
+    if outcome.is_ok() {
+        tracing::info!("adapter stopped cleanly");
+    }
+    outcome
+}
+
+async fn prepare(source: Source, registry: &mut Registry) -> Result<PreparedSource, AppError> {
+    Ok(match source {
+        Source::Http(args) => PreparedSource::Http(bind("http", args.listen).await?, args),
+        Source::Sqs(args) => PreparedSource::Sqs(SqsSource::new(args, registry).await?),
+    })
+}
+
+/// Waits for the function to initialise, runs the source and the Invoke API until shutdown, then
+/// drains them for at most `grace`.
+async fn serve_until_shutdown(
+    host: &FunctionHost,
+    service: &ServiceArgs,
+    config: &HostConfig,
+    prepared: PreparedSource,
+    timeout: Duration,
+    grace: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(), AppError> {
+    tokio::select! {
+        ready = host.wait_until_ready(config.init_timeout) => ready?,
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    tracing::info!("function ready; starting the event source");
+
+    let background = TaskTracker::new();
+    let invoke_api = match service.invoke_listen {
+        Some(addr) => Some(tokio::spawn(invoke_api::serve(
+            bind("invoke", addr).await?,
+            host.invoker(),
+            InvokeApiConfig {
+                function_name: config.function_name.clone(),
+                function_arn: config.function_arn(),
+                timeout,
+            },
+            background.clone(),
+            shutdown.clone(),
+        ))),
+        None => None,
+    };
+    let mut source: JoinHandle<Result<(), AppError>> = match prepared {
+        PreparedSource::Http(listener, args) => {
+            tracing::info!(listen = %args.listen, "HTTP source listening");
+            let server = http_source::serve(
+                listener,
+                host.invoker(),
+                HttpSourceConfig {
+                    max_body_bytes: args.max_body_bytes,
+                    timeout,
+                    account_id: config.account_id.clone(),
+                    api_id: config.function_name.clone(),
+                },
+                shutdown.clone(),
+            );
+            tokio::spawn(async move { server.await.map_err(AppError::Http) })
+        }
+        PreparedSource::Sqs(sqs) => {
+            let run = sqs.run(
+                host.invoker(),
+                config.max_concurrency,
+                timeout,
+                shutdown.clone(),
+                grace,
+            );
+            tokio::spawn(async move { run.await.map_err(AppError::from) })
+        }
+    };
+
+    let early = tokio::select! {
+        () = shutdown.cancelled() => None,
+        ended = &mut source => Some(ended),
+    };
+    if let Some(ended) = early {
+        // The source stopped on its own: that is a failure unless it returned cleanly.
+        shutdown.cancel();
+        return match ended {
+            Ok(result) => result,
+            Err(join) => {
+                tracing::error!(error = %join, "event source task failed");
+                Ok(())
+            }
+        };
+    }
+
+    let drain = async {
+        let source_result = match source.await {
+            Ok(result) => result,
+            Err(join) => {
+                tracing::error!(error = %join, "event source task failed");
+                Ok(())
+            }
+        };
+        if let Some(invoke_api) = invoke_api {
+            if let Ok(Err(error)) = invoke_api.await {
+                tracing::warn!(%error, "Invoke API server failed");
+            }
+        }
+        background.close();
+        background.wait().await;
+        source_result
+    };
+    match tokio::time::timeout(grace, drain).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "shutdown grace period over; stopping the function with work still in flight"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The command line. Every flag has an `ADAPTER_*` environment equivalent, for ECS task
+//! definitions.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::sqs::SqsArgs;
+
+/// Hosts an unmodified AWS Lambda function binary as a long-lived service.
+#[derive(Parser, Debug)]
+#[command(name = "adapter", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve HTTP: each request invokes the function with an API Gateway HTTP API (2.0) event.
+    Http(HttpCommand),
+    /// Consume an SQS queue: Lambda's SQS event source mapping, reproduced.
+    Sqs(SqsCommand),
+    /// Exit 0 when a running adapter is ready (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `adapter http [FLAGS] -- FUNCTION [ARGS...]`.
+#[derive(Args, Debug)]
+pub struct HttpCommand {
+    /// HTTP source flags.
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Function host and service flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `adapter sqs [FLAGS] -- FUNCTION [ARGS...]`.
+#[derive(Args, Debug)]
+pub struct SqsCommand {
+    /// SQS source flags.
+    #[command(flatten)]
+    pub sqs: SqsArgs,
+    /// Function host and service flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// Flags of the HTTP source.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "ADAPTER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Larger request bodies get 413 (Lambda's limit: 6 MiB).
+    #[arg(long, env = "ADAPTER_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+/// Flags shared by every source: the function host, the Invoke API, admin and shutdown.
+#[derive(Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (default: the binary's file name).
+    #[arg(long, env = "ADAPTER_FUNCTION_NAME")]
+    pub function_name: Option<String>,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, in MB (informational: nothing enforces it).
+    #[arg(long, env = "ADAPTER_MEMORY_SIZE", default_value_t = 128)]
+    pub memory_size: u32,
+    /// `AWS_LAMBDA_LOG_GROUP_NAME` (default: `/aws/lambda/<function name>`).
+    #[arg(long, env = "ADAPTER_LOG_GROUP")]
+    pub log_group: Option<String>,
+    /// Region in the function ARN (default: `AWS_REGION`, else us-east-1).
+    #[arg(long, env = "ADAPTER_REGION")]
+    pub region: Option<String>,
+    /// Account id in the function ARN and in HTTP events.
+    #[arg(long, env = "ADAPTER_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// Invocations in flight at most.
+    #[arg(long, env = "ADAPTER_MAX_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrency: u32,
+    /// Invocations one function process takes at once; `ceil(max / this)` processes run.
+    #[arg(long, env = "ADAPTER_PER_PROCESS_CONCURRENCY", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub per_process_concurrency: u32,
+    /// Function timeout in seconds, as in Lambda (1 to 900).
+    #[arg(long, env = "ADAPTER_TIMEOUT", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=900))]
+    pub timeout: u32,
+    /// Seconds a function process has to call `/next` after it starts.
+    #[arg(long, env = "ADAPTER_INIT_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=900))]
+    pub init_timeout: u32,
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "ADAPTER_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Address of the Lambda Invoke API (`POST /2015-03-31/functions/{name}/invocations`); off
+    /// unless given.
+    #[arg(long, env = "ADAPTER_INVOKE_LISTEN")]
+    pub invoke_listen: Option<SocketAddr>,
+    /// Seconds to let work in flight finish after SIGTERM (ECS waits 30 s before SIGKILL).
+    #[arg(long, env = "ADAPTER_SHUTDOWN_GRACE", default_value_t = 25)]
+    pub shutdown_grace: u32,
+    /// The function binary and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "FUNCTION")]
+    pub function: Vec<OsString>,
+}
+
+impl ServiceArgs {
+    /// The function binary.
+    pub fn program(&self) -> PathBuf {
+        self.function.first().map(PathBuf::from).unwrap_or_default()
+    }
+
+    /// The function name: the flag, or the binary's file name.
+    pub fn resolved_function_name(&self) -> String {
+        self.function_name.clone().unwrap_or_else(|| {
+            self.program()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "function".to_owned())
+        })
+    }
+}
+
+/// Flags of `adapter healthcheck`.
+#[derive(Args, Debug, Clone)]
+pub struct HealthcheckArgs {
+    /// Base URL of the adapter's admin listener.
+    #[arg(long, env = "ADAPTER_ADMIN_URL", default_value = "http://127.0.0.1:9090")]
+    pub admin_url: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, env = "ADAPTER_HEALTHCHECK_TIMEOUT", default_value_t = 3)]
+    pub timeout: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn http_takes_the_function_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "adapter",
+            "http",
+            "--max-concurrency",
+            "8",
+            "--",
+            "/app/enqueue",
+            "--flag",
+        ])
+        .expect("parses");
+        let Command::Http(http) = cli.command else {
+            panic!("expected http");
+        };
+        assert_eq!(http.service.max_concurrency, 8);
+        assert_eq!(http.service.function, ["/app/enqueue", "--flag"]);
+        assert_eq!(http.service.resolved_function_name(), "enqueue");
+        assert_eq!(http.http.max_body_bytes, 6 * 1024 * 1024);
+    }
+
+    #[test]
+    fn timeout_is_bounded_like_lambda() {
+        let parse = |t: &str| {
+            Cli::try_parse_from(["adapter", "http", "--timeout", t, "--", "f"]).map(|_| ())
+        };
+        assert!(parse("900").is_ok());
+        assert!(parse("901").is_err());
+        assert!(parse("0").is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! The function host: runs the function binary as a pool of processes, serves each one the Lambda
+//! Runtime API, and exposes the pool as a [`tower::Service`] ([`Invoker`]) that event sources call.
+//!
+//! `--max-concurrency N` invocations run at once over `ceil(N / K)` processes, K being
+//! `--per-process-concurrency`. Waiting for a free slot is backpressure inside the invoker's
+//! future, never an error.
+
+pub(crate) mod metrics;
+pub(crate) mod process;
+pub(crate) mod queue;
+mod supervisor;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::runtime_api::{self, RuntimeApi};
+use metrics::HostMetrics;
+use process::Slot;
+use queue::{Job, WorkQueue};
+use supervisor::FunctionCommand;
+
+/// How to run the hosted function.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The function binary.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
+    pub function_name: String,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, in MB.
+    pub memory_size: u32,
+    /// `AWS_LAMBDA_LOG_GROUP_NAME`.
+    pub log_group: String,
+    /// Region and account in the function ARN the function sees.
+    pub region: String,
+    /// Account id in the function ARN.
+    pub account_id: String,
+    /// Invocations in flight at most, over all processes.
+    pub max_concurrency: usize,
+    /// Invocations one process takes at once (`AWS_LAMBDA_MAX_CONCURRENCY` when above 1).
+    pub per_process_concurrency: usize,
+    /// How long a new process has to call `/next`.
+    pub init_timeout: Duration,
+}
+
+impl HostConfig {
+    /// How many processes run: enough for `max_concurrency` at `per_process_concurrency` each.
+    pub fn process_count(&self) -> usize {
+        self.max_concurrency
+            .div_ceil(self.per_process_concurrency.max(1))
+            .max(1)
+    }
+
+    /// The ARN the function is told it was invoked as.
+    pub fn function_arn(&self) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region, self.account_id, self.function_name
+        )
+    }
+
+    /// The environment Lambda gives a function, less the per-process variables.
+    fn lambda_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AWS_LAMBDA_FUNCTION_NAME".into(), self.function_name.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), self.memory_size.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME".into(), self.log_group.clone()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        ];
+        if self.per_process_concurrency > 1 {
+            env.push((
+                "AWS_LAMBDA_MAX_CONCURRENCY".into(),
+                self.per_process_concurrency.to_string(),
+            ));
+        }
+        env
+    }
+}
+
+/// Why the host could not start or never became ready.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A loopback listener for the Runtime API could not be bound.
+    #[error("could not bind the Runtime API listener on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    /// No process called `/next` in time.
+    #[error("no function process initialised within {seconds} s: {reason}")]
+    InitTimeout {
+        /// The init timeout.
+        seconds: f64,
+        /// The last failure seen, or why none was.
+        reason: String,
+    },
+}
+
+struct Shared {
+    queue: Arc<WorkQueue>,
+    permits: Arc<Semaphore>,
+    metrics: Arc<HostMetrics>,
+}
+
+/// The running pool of function processes.
+pub struct FunctionHost {
+    shared: Arc<Shared>,
+    slots: Vec<Arc<Slot>>,
+    tasks: JoinSet<()>,
+    servers: JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl FunctionHost {
+    /// Binds one loopback Runtime API per process, starts the processes, and registers the host's
+    /// metrics in `registry`. Returns at once: see [`FunctionHost::wait_until_ready`].
+    pub async fn start(config: HostConfig, registry: &mut Registry) -> Result<Self, HostError> {
+        let metrics = Arc::new(HostMetrics::new(registry));
+        let queue = Arc::new(WorkQueue::new(metrics.clone()));
+        let shared = Arc::new(Shared {
+            queue: queue.clone(),
+            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            metrics: metrics.clone(),
+        });
+        let command = Arc::new(FunctionCommand {
+            program: config.program.clone(),
+            args: config.args.clone(),
+            env: config.lambda_env(),
+            init_timeout: config.init_timeout,
+        });
+        let function_arn: Arc<str> = config.function_arn().into();
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut servers = JoinSet::new();
+        let mut slots = Vec::new();
+        for index in 0..config.process_count() {
+            let listener = TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(HostError::Bind)?;
+            let addr = listener.local_addr().map_err(HostError::Bind)?;
+            let slot = Arc::new(Slot::new(index, addr));
+            let router = runtime_api::router(RuntimeApi {
+                slot: slot.clone(),
+                queue: queue.clone(),
+                function_arn: function_arn.clone(),
+            });
+            servers.spawn(async move {
+                if let Err(error) = axum::serve(listener, router).await {
+                    tracing::error!(%error, "Runtime API server failed");
+                }
+            });
+            tasks.spawn(supervisor::supervise(
+                slot.clone(),
+                command.clone(),
+                queue.clone(),
+                metrics.clone(),
+                stop.clone(),
+            ));
+            slots.push(slot);
+        }
+        tracing::info!(
+            function = %config.program.display(),
+            processes = slots.len(),
+            max_concurrency = config.max_concurrency,
+            per_process_concurrency = config.per_process_concurrency,
+            "function host started"
+        );
+        Ok(Self {
+            shared,
+            slots,
+            tasks,
+            servers,
+            stop,
+        })
+    }
+
+    /// The service event sources invoke the function through.
+    pub fn invoker(&self) -> Invoker {
+        Invoker {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// How many processes are ready (have called `/next`), as it changes.
+    pub fn ready_processes(&self) -> watch::Receiver<usize> {
+        self.shared.queue.ready_processes()
+    }
+
+    /// Waits until at least one process has called `/next`.
+    pub async fn wait_until_ready(&self, timeout: Duration) -> Result<(), HostError> {
+        let mut ready = self.ready_processes();
+        match tokio::time::timeout(timeout, ready.wait_for(|n| *n > 0)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(HostError::InitTimeout {
+                seconds: timeout.as_secs_f64(),
+                reason: self
+                    .slots
+                    .iter()
+                    .find_map(|slot| slot.last_failure())
+                    .unwrap_or_else(|| "the function never called /next".to_owned()),
+            }),
+        }
+    }
+
+    /// Refuses new invocations, fails those still queued, then stops the processes: SIGTERM, and
+    /// SIGKILL for any still there two seconds later.
+    pub async fn shutdown(mut self) {
+        self.shared.permits.close();
+        self.shared.queue.close();
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.servers.shutdown().await;
+        tracing::info!("function host stopped");
+    }
+}
+
+/// The function host as a [`tower::Service`]: resolves with the function's reply.
+///
+/// Cheap to clone. `poll_ready` is always ready; a call waits for a free slot inside its future
+/// (backpressure), and fails only with the reasons in [`InvokeError`].
+#[derive(Clone)]
+pub struct Invoker {
+    shared: Arc<Shared>,
+}
+
+impl tower::Service<Invocation> for Invoker {
+    type Response = InvocationResponse;
+    type Error = InvokeError;
+    type Future = Pin<Box<dyn Future<Output = Result<InvocationResponse, InvokeError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), InvokeError>> {
+        if self.shared.permits.is_closed() {
+            return Poll::Ready(Err(InvokeError::ShuttingDown));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let permit = shared
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| InvokeError::ShuttingDown)?;
+            let (job, reply) = Job::new(invocation, permit, shared.metrics.clone());
+            if let Err((job, error)) = shared.queue.submit(job) {
+                job.complete(Err(error.clone()));
+                return Err(error);
+            }
+            // The sender only drops without a reply if the host itself is torn down.
+            reply.await.unwrap_or(Err(InvokeError::ShuttingDown))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max: usize, per_process: usize) -> HostConfig {
+        HostConfig {
+            program: PathBuf::from("/bin/true"),
+            args: Vec::new(),
+            function_name: "f".into(),
+            memory_size: 128,
+            log_group: "/aws/lambda/f".into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            max_concurrency: max,
+            per_process_concurrency: per_process,
+            init_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn process_count_is_ceil_of_n_over_k() {
+        assert_eq!(config(1, 1).process_count(), 1);
+        assert_eq!(config(4, 1).process_count(), 4);
+        assert_eq!(config(4, 3).process_count(), 2);
+        assert_eq!(config(4, 4).process_count(), 1);
+        assert_eq!(config(2, 8).process_count(), 1);
+    }
+
+    #[test]
+    fn max_concurrency_env_only_above_one() {
+        let has = |c: &HostConfig| {
+            c.lambda_env()
+                .iter()
+                .any(|(k, _)| k == "AWS_LAMBDA_MAX_CONCURRENCY")
+        };
+        assert!(!has(&config(4, 1)));
+        assert!(has(&config(4, 2)));
+    }
+
+    #[test]
+    fn arn_names_the_function() {
+        assert_eq!(
+            config(1, 1).function_arn(),
+            "arn:aws:lambda:us-east-1:000000000000:function:f"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! One function process as the host sees it: its slot (a stable Runtime API address that outlives
+//! restarts) and its incarnation (one run of the binary, with the invocations it holds).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::queue::Job;
+use crate::invocation::InvokeError;
+
+/// A place for one function process. Each slot has its own Runtime API listener, so the host knows
+/// which process took an invocation from the connection it arrived on.
+pub(crate) struct Slot {
+    /// 0-based position, for logs.
+    pub(crate) index: usize,
+    /// What `AWS_LAMBDA_RUNTIME_API` points at.
+    pub(crate) runtime_api: SocketAddr,
+    current: Mutex<Option<Arc<Incarnation>>>,
+    last_failure: Mutex<Option<String>>,
+}
+
+impl Slot {
+    pub(crate) fn new(index: usize, runtime_api: SocketAddr) -> Self {
+        Self {
+            index,
+            runtime_api,
+            current: Mutex::new(None),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// The process running in this slot, if any.
+    pub(crate) fn current(&self) -> Option<Arc<Incarnation>> {
+        lock(&self.current).clone()
+    }
+
+    pub(crate) fn set_current(&self, incarnation: Option<Arc<Incarnation>>) {
+        *lock(&self.current) = incarnation;
+    }
+
+    /// Remembers why the last process failed to start, for the init-timeout message.
+    pub(crate) fn record_failure(&self, failure: String) {
+        *lock(&self.last_failure) = Some(failure);
+    }
+
+    /// Why the last process failed to start, if one did.
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        lock(&self.last_failure).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves the data consistent, so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why the host asked for a process to be killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KillReason {
+    /// An invocation ran past its deadline (Lambda re-initialises the sandbox after a timeout).
+    Timeout,
+    /// The process posted `/runtime/init/error`.
+    InitError,
+}
+
+struct Running {
+    job: Job,
+    timer: AbortHandle,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<String, Running>,
+    initialised: bool,
+    retired: bool,
+    kill_reason: Option<KillReason>,
+}
+
+/// One run of the function binary.
+pub(crate) struct Incarnation {
+    state: Mutex<State>,
+    /// Fired to stop handing work to this process: it is being killed or has exited.
+    retired: CancellationToken,
+    /// Fired to ask the supervisor to kill the process.
+    kill: CancellationToken,
+}
+
+impl Incarnation {
+    pub(crate) fn new() -> Arc<Self> {
+        let kill = CancellationToken::new();
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            retired: kill.child_token(),
+            kill,
+        })
+    }
+
+    /// Notes a call to `/next`; true the first time, when the process has just initialised.
+    /// False as well once retired, so a dying process is never counted as up.
+    pub(crate) fn mark_initialised(&self) -> bool {
+        let mut state = lock(&self.state);
+        let first = !state.initialised && !state.retired;
+        if first {
+            state.initialised = true;
+        }
+        first
+    }
+
+    /// Whether the process has called `/next` at least once.
+    pub(crate) fn is_initialised(&self) -> bool {
+        lock(&self.state).initialised
+    }
+
+    /// Resolves when this process takes no more work.
+    pub(crate) fn retired(&self) -> &CancellationToken {
+        &self.retired
+    }
+
+    /// Resolves when the host wants this process killed.
+    pub(crate) fn kill_requested(&self) -> &CancellationToken {
+        &self.kill
+    }
+
+    /// Asks the supervisor to kill the process.
+    pub(crate) fn request_kill(&self, reason: KillReason) {
+        lock(&self.state).kill_reason.get_or_insert(reason);
+        self.kill.cancel();
+    }
+
+    /// Why the kill was asked for, if it was.
+    pub(crate) fn kill_reason(&self) -> Option<KillReason> {
+        lock(&self.state).kill_reason
+    }
+
+    /// Registers a job the process has just been handed, and arms its timeout. Gives the job
+    /// back when the process is already retired.
+    pub(crate) fn start(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+        let mut state = lock(&self.state);
+        // A process being killed takes nothing new: the job goes back to the queue for another.
+        if state.retired || self.kill.is_cancelled() {
+            return Err(job);
+        }
+        let request_id = job.invocation.request_id.clone();
+        let timeout = job.invocation.timeout;
+        let incarnation: Weak<Self> = Arc::downgrade(self);
+        let timer_id = request_id.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let Some(incarnation) = incarnation.upgrade() else {
+                return;
+            };
+            if let Some(job) = incarnation.finish(&timer_id) {
+                tracing::warn!(
+                    request_id = %timer_id,
+                    timeout_seconds = timeout.as_secs_f64(),
+                    "invocation timed out; replacing its function process"
+                );
+                job.complete(Err(InvokeError::Timeout {
+                    seconds: timeout.as_secs_f64(),
+                }));
+                incarnation.request_kill(KillReason::Timeout);
+            }
+        })
+        .abort_handle();
+        state.running.insert(request_id, Running { job, timer });
+        Ok(())
+    }
+
+    /// Removes a running job (its reply has come) and disarms its timeout.
+    pub(crate) fn finish(&self, request_id: &str) -> Option<Job> {
+        let running = lock(&self.state).running.remove(request_id)?;
+        running.timer.abort();
+        Some(running.job)
+    }
+
+    /// The process is gone: fails what it held with `error` and reports whether it had initialised.
+    pub(crate) fn retire(&self, error: &InvokeError) -> bool {
+        let (running, initialised) = {
+            let mut state = lock(&self.state);
+            state.retired = true;
+            (std::mem::take(&mut state.running), state.initialised)
+        };
+        self.retired.cancel();
+        for (_, running) in running {
+            running.timer.abort();
+            running.job.complete(Err(error.clone()));
+        }
+        initialised
+    }
+}

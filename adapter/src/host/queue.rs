@@ -1,0 +1,174 @@
+//! The queue between event sources and function processes.
+//!
+//! Invocations wait here until a function process asks for work with `GET /invocation/next`. A
+//! process asks only when it has a free worker, so the queue is what spreads invocations over
+//! processes, at most K per process. The queue also knows how many processes are up: with none, an
+//! invocation would wait for nobody, so it is refused at once ([`InvokeError::NotReady`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot, watch};
+
+use super::metrics::{HostMetrics, InFlightGuard};
+use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+
+/// What an invocation resolves to.
+pub(crate) type InvokeResult = Result<InvocationResponse, InvokeError>;
+
+/// One invocation on its way to a function process, with the way back to its caller.
+pub(crate) struct Job {
+    pub(crate) invocation: Invocation,
+    reply: oneshot::Sender<InvokeResult>,
+    submitted: Instant,
+    metrics: Arc<HostMetrics>,
+    // Held until the job completes, so a caller that gives up waiting does not free its slot early.
+    _permit: OwnedSemaphorePermit,
+    _in_flight: InFlightGuard,
+}
+
+impl Job {
+    /// A job and the receiver its caller awaits.
+    pub(crate) fn new(
+        invocation: Invocation,
+        permit: OwnedSemaphorePermit,
+        metrics: Arc<HostMetrics>,
+    ) -> (Self, oneshot::Receiver<InvokeResult>) {
+        let (reply, receiver) = oneshot::channel();
+        let in_flight = metrics.in_flight_guard();
+        let job = Self {
+            invocation,
+            reply,
+            submitted: Instant::now(),
+            metrics,
+            _permit: permit,
+            _in_flight: in_flight,
+        };
+        (job, receiver)
+    }
+
+    /// Hands the result to the caller (if it still waits) and records it.
+    pub(crate) fn complete(self, result: InvokeResult) {
+        self.metrics.record(&result, self.submitted.elapsed());
+        // The caller may have gone (an HTTP client that hung up): the result is only logged then.
+        if self.reply.send(result).is_err() {
+            tracing::debug!(request_id = %self.invocation.request_id, "caller no longer waiting");
+        }
+    }
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    ready_processes: usize,
+    closed: bool,
+}
+
+/// The shared queue of invocations waiting for a function process.
+pub(crate) struct WorkQueue {
+    state: Mutex<State>,
+    work_available: Notify,
+    ready: watch::Sender<usize>,
+    metrics: Arc<HostMetrics>,
+}
+
+impl WorkQueue {
+    pub(crate) fn new(metrics: Arc<HostMetrics>) -> Self {
+        Self {
+            metrics,
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                ready_processes: 0,
+                closed: false,
+            }),
+            work_available: Notify::new(),
+            ready: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue half-updated: recover the data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a job, or gives it back with the reason it cannot run.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), (Job, InvokeError)> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err((job, InvokeError::ShuttingDown));
+        }
+        if state.ready_processes == 0 {
+            return Err((job, InvokeError::NotReady));
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.work_available.notify_one();
+        Ok(())
+    }
+
+    /// Puts back a job a process took but could not start, ahead of the others.
+    pub(crate) fn requeue(&self, job: Job) {
+        let mut state = self.lock();
+        if state.closed {
+            drop(state);
+            job.complete(Err(InvokeError::ShuttingDown));
+            return;
+        }
+        state.jobs.push_front(job);
+        drop(state);
+        self.work_available.notify_one();
+    }
+
+    /// Waits for the next job. Cancel-safe: a job is only removed when this returns it.
+    pub(crate) async fn next(&self) -> Job {
+        loop {
+            let notified = self.work_available.notified();
+            tokio::pin!(notified);
+            // Register before looking, so a job pushed in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(job) = self.lock().jobs.pop_front() {
+                return job;
+            }
+            notified.await;
+        }
+    }
+
+    /// A process called `/next` for the first time.
+    pub(crate) fn process_up(&self) {
+        let mut state = self.lock();
+        state.ready_processes += 1;
+        self.ready.send_replace(state.ready_processes);
+        self.metrics.set_ready_processes(state.ready_processes);
+    }
+
+    /// A process that was up went away. With none left, waiting jobs fail: nobody would take them.
+    pub(crate) fn process_down(&self) {
+        let mut state = self.lock();
+        state.ready_processes = state.ready_processes.saturating_sub(1);
+        self.ready.send_replace(state.ready_processes);
+        self.metrics.set_ready_processes(state.ready_processes);
+        if state.ready_processes == 0 {
+            let jobs: Vec<Job> = state.jobs.drain(..).collect();
+            drop(state);
+            for job in jobs {
+                job.complete(Err(InvokeError::NotReady));
+            }
+        }
+    }
+
+    /// Takes no more work and fails what waits.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let jobs: Vec<Job> = state.jobs.drain(..).collect();
+        drop(state);
+        for job in jobs {
+            job.complete(Err(InvokeError::ShuttingDown));
+        }
+    }
+
+    /// How many processes are up, as it changes.
+    pub(crate) fn ready_processes(&self) -> watch::Receiver<usize> {
+        self.ready.subscribe()
+    }
+}

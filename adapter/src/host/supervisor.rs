@@ -1,0 +1,205 @@
+//! Runs one slot's function process: starts it with Lambda's environment, watches it, kills it
+//! when asked, and starts it again with backoff when it goes.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::HostMetrics;
+use super::process::{Incarnation, KillReason, Slot};
+use super::queue::WorkQueue;
+use crate::invocation::InvokeError;
+
+/// First restart delay after a quick failure; doubled per failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A process that ran this long counts as healthy: the next failure restarts it quickly again.
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+/// How long a process has after SIGTERM before SIGKILL.
+const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
+/// How to start the function binary.
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionCommand {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    /// Lambda's variables, except the per-process ones the supervisor adds.
+    pub(crate) env: Vec<(String, String)>,
+    /// How long a new process has to call `/next`.
+    pub(crate) init_timeout: Duration,
+}
+
+impl FunctionCommand {
+    fn spawn(&self, slot: &Slot) -> std::io::Result<Child> {
+        let log_stream = format!(
+            "{}/[$LATEST]{}",
+            chrono::Utc::now().format("%Y/%m/%d"),
+            uuid::Uuid::new_v4().simple()
+        );
+        Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", slot.runtime_api.to_string())
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", log_stream)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+    }
+}
+
+/// How one run of the process ended.
+enum Ended {
+    Exited(std::io::Result<ExitStatus>),
+    Killed(KillReason),
+    InitTimeout,
+    Shutdown,
+}
+
+/// Keeps a process running in `slot` until `stop` fires, then terminates it.
+pub(crate) async fn supervise(
+    slot: Arc<Slot>,
+    command: Arc<FunctionCommand>,
+    queue: Arc<WorkQueue>,
+    metrics: Arc<HostMetrics>,
+    stop: CancellationToken,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut first = true;
+    while !stop.is_cancelled() {
+        if !first {
+            metrics.restarted();
+        }
+        first = false;
+        let incarnation = Incarnation::new();
+        slot.set_current(Some(incarnation.clone()));
+        let started = Instant::now();
+        let ended = match command.spawn(&slot) {
+            Ok(child) => run(child, &incarnation, command.init_timeout, &stop).await,
+            Err(error) => {
+                let failure = format!("could not start {}: {error}", command.program.display());
+                tracing::error!(process = slot.index, "{failure}");
+                slot.record_failure(failure);
+                Ended::Exited(Err(error))
+            }
+        };
+        let detail = describe(&ended);
+        let was_up = incarnation.retire(&InvokeError::ExitError {
+            detail: detail.clone(),
+        });
+        slot.set_current(None);
+        if was_up {
+            queue.process_down();
+        }
+        if matches!(ended, Ended::Shutdown) {
+            tracing::info!(process = slot.index, "function process stopped: {detail}");
+            break;
+        }
+        if was_up {
+            tracing::warn!(process = slot.index, "function process went away: {detail}");
+        } else {
+            let failure = format!("function process failed to initialise: {detail}");
+            tracing::error!(process = slot.index, "{failure}");
+            if !matches!(ended, Ended::Killed(KillReason::InitError)) {
+                slot.record_failure(failure);
+            }
+        }
+
+        // Lambda re-initialises at once after a timeout; a process that ran well restarts quickly;
+        // one that keeps failing waits longer each time.
+        let delay = if matches!(ended, Ended::Killed(KillReason::Timeout)) {
+            Duration::ZERO
+        } else if was_up && started.elapsed() >= HEALTHY_RUN {
+            backoff = MIN_BACKOFF;
+            MIN_BACKOFF
+        } else {
+            let delay = backoff;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            delay
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+}
+
+async fn run(
+    mut child: Child,
+    incarnation: &Incarnation,
+    init_timeout: Duration,
+    stop: &CancellationToken,
+) -> Ended {
+    let init_deadline = tokio::time::sleep(init_timeout);
+    tokio::pin!(init_deadline);
+    let mut waiting_for_init = true;
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ended::Exited(status),
+            () = incarnation.kill_requested().cancelled() => {
+                kill_now(&mut child).await;
+                let reason = incarnation.kill_reason().unwrap_or(KillReason::Timeout);
+                return Ended::Killed(reason);
+            }
+            () = stop.cancelled() => {
+                terminate(&mut child).await;
+                return Ended::Shutdown;
+            }
+            () = &mut init_deadline, if waiting_for_init => {
+                if incarnation.is_initialised() {
+                    waiting_for_init = false;
+                } else {
+                    kill_now(&mut child).await;
+                    return Ended::InitTimeout;
+                }
+            }
+        }
+    }
+}
+
+async fn kill_now(child: &mut Child) {
+    if let Err(error) = child.kill().await {
+        tracing::warn!(%error, "could not kill function process");
+    }
+}
+
+/// SIGTERM, then SIGKILL if the process is still there after [`TERMINATE_GRACE`].
+async fn terminate(child: &mut Child) {
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        return; // Already reaped.
+    };
+    if let Err(error) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+        tracing::warn!(%error, pid, "could not send SIGTERM to function process");
+    }
+    if tokio::time::timeout(TERMINATE_GRACE, child.wait()).await.is_err() {
+        tracing::warn!(pid, "function process ignored SIGTERM; killing it");
+        kill_now(child).await;
+    }
+}
+
+fn describe(ended: &Ended) -> String {
+    match ended {
+        Ended::Exited(Ok(status)) => match (status.code(), signal_of(status)) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => format!("signal: {signal}"),
+            (None, None) => status.to_string(),
+        },
+        Ended::Exited(Err(error)) => format!("could not run: {error}"),
+        Ended::Killed(KillReason::Timeout) => "killed after an invocation timed out".to_owned(),
+        Ended::Killed(KillReason::InitError) => "killed after reporting an init error".to_owned(),
+        Ended::InitTimeout => "did not call /next within the init timeout; killed".to_owned(),
+        Ended::Shutdown => "adapter shutting down".to_owned(),
+    }
+}
+
+fn signal_of(status: &ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}

@@ -1,0 +1,10 @@
+//! `adapter http`: API Gateway HTTP API / function URL in front of the hosted function.
+//!
+//! [`event`] turns a request into a payload 2.0 event, [`response`] turns the reply back into a
+//! response, [`server`] runs the listener.
+
+pub mod event;
+pub mod response;
+pub mod server;
+
+pub use server::{HttpSourceConfig, serve};

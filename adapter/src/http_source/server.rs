@@ -1,0 +1,173 @@
+//! The HTTP server of `adapter http`: one invocation per request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+use super::event::{RequestMeta, to_event};
+use super::response::to_http_response;
+use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+
+/// Settings of the HTTP source.
+#[derive(Debug, Clone)]
+pub struct HttpSourceConfig {
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// The function timeout given to each invocation.
+    pub timeout: Duration,
+    /// `requestContext.accountId`.
+    pub account_id: String,
+    /// `requestContext.apiId`.
+    pub api_id: String,
+}
+
+struct HttpSource<S> {
+    invoker: S,
+    config: HttpSourceConfig,
+}
+
+/// Serves HTTP on `listener` until `shutdown` fires, then stops accepting and returns once the
+/// requests in flight are answered.
+pub async fn serve<S>(
+    listener: TcpListener,
+    invoker: S,
+    config: HttpSourceConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let source = Arc::new(HttpSource { invoker, config });
+    let router = Router::new().fallback(handle::<S>).with_state(source);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+async fn handle<S>(
+    State(source): State<Arc<HttpSource<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = invoke(&source, peer, request, &request_id).await;
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("apigw-requestid", id);
+    }
+    response
+}
+
+async fn invoke<S>(
+    source: &HttpSource<S>,
+    peer: SocketAddr,
+    request: Request,
+    request_id: &str,
+) -> Response
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let (parts, body) = request.into_parts();
+    let limit = source.config.max_body_bytes;
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+        }
+        Err(error) => {
+            tracing::info!(%error, "could not read request body");
+            return error_response(StatusCode::BAD_REQUEST, "Bad Request");
+        }
+    };
+    let meta = RequestMeta {
+        request_id: request_id.to_owned(),
+        source_ip: peer.ip(),
+        received: chrono::Utc::now(),
+        account_id: source.config.account_id.clone(),
+        api_id: source.config.api_id.clone(),
+    };
+    let event = to_event(&parts, &body, &meta);
+    let payload = match serde_json::to_vec(&event) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::error!(%error, "could not serialize the request event");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
+    let mut invocation = Invocation::new(payload, source.config.timeout);
+    invocation.request_id = request_id.to_owned();
+    invocation.trace_id = parts
+        .headers
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    match source.invoker.clone().oneshot(invocation).await {
+        Ok(InvocationResponse::Success(reply)) => match to_http_response(&reply) {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(%request_id, %error, "function reply is not a valid HTTP response");
+                error_response(StatusCode::BAD_GATEWAY, "Internal Server Error")
+            }
+        },
+        Ok(InvocationResponse::FunctionError { error_type, .. }) => {
+            tracing::info!(%request_id, %error_type, "function returned an error");
+            error_response(StatusCode::BAD_GATEWAY, "Internal Server Error")
+        }
+        Err(error) => {
+            tracing::warn!(%request_id, %error, "invocation failed");
+            match error {
+                InvokeError::Timeout { .. } => {
+                    error_response(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+                }
+                InvokeError::ExitError { .. } => {
+                    error_response(StatusCode::BAD_GATEWAY, "Internal Server Error")
+                }
+                InvokeError::NotReady | InvokeError::ShuttingDown => {
+                    error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                }
+            }
+        }
+    }
+}
+
+/// An error the way API Gateway words it: `{"message": ...}`.
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, Body::from(json!({ "message": message }).to_string())).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

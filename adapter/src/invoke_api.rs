@@ -1,0 +1,254 @@
+//! A Lambda-compatible Invoke API (`POST /2015-03-31/functions/{name}/invocations`), so tests,
+//! `aws lambda invoke --endpoint-url` and the AWS SDK can call the hosted function directly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+
+/// Lambda's limit on a synchronous request payload.
+const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Settings of the Invoke API.
+#[derive(Debug, Clone)]
+pub struct InvokeApiConfig {
+    /// The only function this API knows.
+    pub function_name: String,
+    /// Its ARN, for error messages.
+    pub function_arn: String,
+    /// The function timeout given to each invocation.
+    pub timeout: Duration,
+}
+
+struct InvokeApi<S> {
+    invoker: S,
+    config: InvokeApiConfig,
+    background: TaskTracker,
+}
+
+/// Serves the Invoke API until `shutdown` fires. `background` tracks `Event` (asynchronous)
+/// invocations, so shutdown can wait for them.
+pub async fn serve<S>(
+    listener: TcpListener,
+    invoker: S,
+    config: InvokeApiConfig,
+    background: TaskTracker,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let api = Arc::new(InvokeApi {
+        invoker,
+        config,
+        background,
+    });
+    let router = Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke::<S>))
+        .with_state(api);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn invoke<S>(
+    State(api): State<Arc<InvokeApi<S>>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let qualifier = query.get("Qualifier").map(String::as_str);
+    if !names_function(&name, qualifier, &api.config.function_name) {
+        return aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {name}"),
+        );
+    }
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    let payload = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return aws_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
+            );
+        }
+    };
+    // Lambda passes an empty payload as `{}` and refuses what is not JSON.
+    let payload = if payload.is_empty() {
+        Bytes::from_static(b"{}")
+    } else if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json",
+        );
+    } else {
+        payload
+    };
+    let invocation = Invocation::new(payload, api.config.timeout);
+    let request_id = invocation.request_id.clone();
+    let mut response = match invocation_type {
+        "RequestResponse" => request_response(&api.invoker, invocation).await,
+        "Event" => {
+            let invoker = api.invoker.clone();
+            api.background.spawn(async move {
+                let request_id = invocation.request_id.clone();
+                match invoker.oneshot(invocation).await {
+                    Ok(InvocationResponse::Success(_)) => {
+                        tracing::debug!(%request_id, "asynchronous invocation succeeded");
+                    }
+                    Ok(InvocationResponse::FunctionError { error_type, .. }) => {
+                        tracing::warn!(%request_id, %error_type, "asynchronous invocation failed");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%request_id, %error, "asynchronous invocation failed");
+                    }
+                }
+            });
+            StatusCode::ACCEPTED.into_response()
+        }
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        other => aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            &format!("Unsupported invocation type {other:?}: use RequestResponse, Event or DryRun"),
+        ),
+    };
+    let success = response.status().is_success();
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if success {
+        headers.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+    }
+    response
+}
+
+async fn request_response<S>(invoker: &S, invocation: Invocation) -> Response
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    match invoker.clone().oneshot(invocation).await {
+        Ok(InvocationResponse::Success(body)) => json_body(StatusCode::OK, body),
+        Ok(InvocationResponse::FunctionError { payload, .. }) => unhandled(payload),
+        // Lambda reports a timeout or a crashed runtime as an unhandled function error.
+        Err(error @ (InvokeError::Timeout { .. } | InvokeError::ExitError { .. })) => {
+            let payload = json!({"errorType": error.error_type(), "errorMessage": error.to_string()});
+            unhandled(Bytes::from(payload.to_string()))
+        }
+        Err(error @ (InvokeError::NotReady | InvokeError::ShuttingDown)) => aws_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceException",
+            &error.to_string(),
+        ),
+    }
+}
+
+fn unhandled(payload: Bytes) -> Response {
+    let mut response = json_body(StatusCode::OK, payload);
+    response.headers_mut().insert(
+        "x-amz-function-error",
+        HeaderValue::from_static("Unhandled"),
+    );
+    response
+}
+
+fn json_body(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+/// An error as Lambda's REST-JSON protocol sends it; the SDKs read the type from the header.
+fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+    let kind = if status.is_client_error() { "User" } else { "Service" };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::HeaderName::from_static("x-amzn-errortype"), error_type),
+        ],
+        json!({"Type": kind, "message": message, "__type": error_type}).to_string(),
+    )
+        .into_response()
+}
+
+/// Whether `name` (a name, a partial ARN or a full ARN, optionally qualified) names the hosted
+/// function at `$LATEST`.
+fn names_function(name: &str, qualifier: Option<&str>, function_name: &str) -> bool {
+    let parts: Vec<&str> = name.split(':').collect();
+    let (found, name_qualifier) = match parts.iter().position(|p| *p == "function") {
+        // arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] or ACCOUNT:function:NAME[:Q]
+        Some(i) => (parts.get(i + 1).copied(), parts.get(i + 2).copied()),
+        // NAME or NAME:QUALIFIER
+        None => (parts.first().copied(), parts.get(1).copied()),
+    };
+    let latest = |q: Option<&str>| q.is_none_or(|q| q == "$LATEST");
+    found == Some(function_name) && latest(name_qualifier) && latest(qualifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_function;
+
+    #[test]
+    fn function_names_arns_and_qualifiers() {
+        let f = "enqueue";
+        assert!(names_function("enqueue", None, f));
+        assert!(names_function("enqueue:$LATEST", None, f));
+        assert!(names_function("enqueue", Some("$LATEST"), f));
+        assert!(names_function(
+            "arn:aws:lambda:us-east-1:000000000000:function:enqueue",
+            None,
+            f
+        ));
+        assert!(names_function("000000000000:function:enqueue", None, f));
+        assert!(!names_function("other", None, f));
+        assert!(!names_function("enqueue", Some("7"), f));
+        assert!(!names_function("enqueue:prod", None, f));
+        assert!(!names_function("arn:aws:lambda:us-east-1:1:function:sleep", None, f));
+    }
+}

@@ -1,0 +1,121 @@
+//! `adapter sqs`: Lambda's SQS event source mapping, reproduced.
+//!
+//! The source long-polls one queue, gathers messages into batches (batch size, batching window),
+//! invokes the hosted function with an [`SqsEvent`](aws_lambda_events::sqs::SqsEvent) and then does
+//! what Lambda does with the reply: deletes what succeeded, leaves what failed to become visible
+//! again (the queue's redrive policy moves it to the dead-letter queue after `maxReceiveCount`), and
+//! reads `batchItemFailures` strictly. While a batch runs, message visibility is extended so that a
+//! long task is never delivered twice; on shutdown, what cannot finish in the grace period is made
+//! visible again at once so another worker takes it.
+//!
+//! Module map: [`event`] builds the event, [`batch_response`] reads the reply, [`visibility`] keeps
+//! in-flight messages invisible, [`poller`] receives and gathers, [`queue`] wraps the SQS calls,
+//! [`metrics`] counts.
+
+mod backoff;
+pub mod batch_response;
+pub mod event;
+mod metrics;
+mod poller;
+mod queue;
+mod source;
+pub mod visibility;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use source::SqsSource;
+
+/// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SqsArgs {
+    /// URL of the queue to consume (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
+    #[arg(long, env = "ADAPTER_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// Most messages per invocation (Lambda's `BatchSize`). Above 10 needs a batching window of at
+    /// least 1 second, as in Lambda.
+    #[arg(long, env = "ADAPTER_BATCH_SIZE", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
+
+    /// Seconds to keep gathering messages before invoking (Lambda's
+    /// `MaximumBatchingWindowInSeconds`); 0 invokes with what one receive call returns.
+    #[arg(long, env = "ADAPTER_BATCHING_WINDOW", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=300))]
+    pub batching_window: u16,
+
+    /// Read `batchItemFailures` from the function's reply (Lambda's `ReportBatchItemFailures`).
+    /// When false, any successful invocation deletes the whole batch.
+    #[arg(long, env = "ADAPTER_REPORT_BATCH_ITEM_FAILURES", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub report_batch_item_failures: bool,
+
+    /// Extend a running batch's visibility when less than this fraction of the queue's visibility
+    /// timeout is left since the last extension (0.5: extend at half-time).
+    #[arg(long, env = "ADAPTER_VISIBILITY_EXTENSION_MARGIN", default_value_t = 0.5,
+          value_parser = parse_fraction)]
+    pub visibility_extension_margin: f64,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let value: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not strictly between 0 and 1"))
+    }
+}
+
+/// Why the SQS source could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SqsError {
+    /// The flags contradict each other.
+    #[error("invalid SQS source configuration: {0}")]
+    Config(String),
+    /// `GetQueueAttributes` failed at start (queue missing, no access, SQS unreachable).
+    #[error("could not read the attributes of {queue_url}: {message}")]
+    QueueAttributes {
+        /// The queue asked about.
+        queue_url: String,
+        /// The SDK error, with its whole context.
+        message: String,
+    },
+    /// The queue answered without an attribute the source needs.
+    #[error("queue {queue_url} has no usable {attribute} attribute")]
+    MissingAttribute {
+        /// The queue asked about.
+        queue_url: String,
+        /// The attribute that was missing or unparsable.
+        attribute: &'static str,
+    },
+}
+
+/// Readiness of the SQS source: "event source connected".
+///
+/// Cheap to clone; the admin endpoint holds one and asks [`SqsHealth::connected`] per probe.
+#[derive(Debug, Clone)]
+pub struct SqsHealth(Arc<AtomicBool>);
+
+impl SqsHealth {
+    /// Connected until proven otherwise: [`SqsSource::new`] has just talked to the queue.
+    fn new_connected() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// Whether the last call to SQS's `ReceiveMessage` succeeded.
+    pub fn connected(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, connected: bool) {
+        self.0.store(connected, Ordering::Relaxed);
+    }
+}
+
+/// How long Lambda lets one invocation payload be: larger gathered batches are split.
+const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Longest long poll SQS allows.
+const MAX_WAIT_TIME: Duration = Duration::from_secs(20);

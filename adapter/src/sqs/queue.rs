@@ -1,0 +1,261 @@
+//! The SQS calls the source makes, with the batching and retrying SQS needs.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName, QueueAttributeName,
+};
+
+use super::backoff::Backoff;
+
+/// Most entries SQS takes in one batch call.
+const MAX_BATCH_ENTRIES: usize = 10;
+
+/// How often a delete is tried before the message is left to come back.
+const DELETE_ATTEMPTS: u32 = 6;
+
+/// A received message's identity: what deleting it or changing its visibility needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// SQS `MessageId`, the `itemIdentifier` of batch item failures.
+    pub message_id: String,
+    /// The receipt handle of this receive (a new one each time the message is received).
+    pub receipt_handle: String,
+}
+
+/// A failed SQS call, its SDK error rendered with all its context.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct CallError(String);
+
+impl CallError {
+    fn from_sdk(error: impl std::error::Error) -> Self {
+        Self(DisplayErrorContext(error).to_string())
+    }
+}
+
+/// The attributes of the queue the source needs.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueAttributes {
+    pub(crate) arn: Option<String>,
+    pub(crate) visibility_timeout: Option<Duration>,
+}
+
+/// What a batch operation did, per message id.
+#[derive(Debug, Default)]
+pub(crate) struct BatchReport {
+    pub(crate) done: Vec<String>,
+    pub(crate) failed: Vec<(String, String)>,
+}
+
+/// One queue and the client that reaches it.
+#[derive(Debug, Clone)]
+pub(crate) struct Queue {
+    client: Client,
+    url: String,
+}
+
+impl Queue {
+    pub(crate) fn new(client: Client, url: String) -> Self {
+        Self { client, url }
+    }
+
+    pub(crate) async fn attributes(&self) -> Result<QueueAttributes, CallError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await
+            .map_err(CallError::from_sdk)?;
+        let attributes = output.attributes();
+        let get = |name: &QueueAttributeName| attributes.and_then(|a| a.get(name));
+        Ok(QueueAttributes {
+            arn: get(&QueueAttributeName::QueueArn).cloned(),
+            visibility_timeout: get(&QueueAttributeName::VisibilityTimeout)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs),
+        })
+    }
+
+    /// One `ReceiveMessage` call: at most `max` (1..=10) messages, long-polling `wait`, with every
+    /// system and message attribute, as Lambda asks for them.
+    pub(crate) async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, CallError> {
+        let max = max.clamp(1, MAX_BATCH_ENTRIES) as i32;
+        let wait = wait.as_secs().min(20) as i32;
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(wait)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(CallError::from_sdk)?;
+        Ok(output.messages.unwrap_or_default())
+    }
+
+    /// Deletes `receipts`, retrying what fails for a few seconds. What is still not deleted is
+    /// reported failed and will be delivered again: at-least-once, never lost.
+    pub(crate) async fn delete(&self, receipts: &[Receipt]) -> BatchReport {
+        let mut report = BatchReport::default();
+        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
+            let mut pending: Vec<&Receipt> = chunk.iter().collect();
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+            let mut last_error = String::new();
+            for attempt in 1..=DELETE_ATTEMPTS {
+                if attempt > 1 {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                match self.delete_once(&pending).await {
+                    Ok(outcome) => {
+                        report.done.extend(outcome.done);
+                        // Sender faults (an expired receipt handle) will not succeed on retry.
+                        let (permanent, retry): (Vec<_>, Vec<_>) =
+                            outcome.failed.into_iter().partition(|f| f.sender_fault);
+                        report
+                            .failed
+                            .extend(permanent.into_iter().map(|f| (f.message_id, f.reason)));
+                        if let Some(first) = retry.first() {
+                            last_error.clone_from(&first.reason);
+                        }
+                        pending.retain(|r| retry.iter().any(|f| f.message_id == r.message_id));
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, attempt, queue_url = %self.url, "DeleteMessageBatch failed");
+                        last_error = error.to_string();
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            report.failed.extend(pending.into_iter().map(|r| (r.message_id.clone(), last_error.clone())));
+        }
+        report
+    }
+
+    async fn delete_once(&self, receipts: &[&Receipt]) -> Result<EntryOutcome, CallError> {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.receipt_handle)
+                    .build()
+                    .map_err(CallError::from_sdk)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(CallError::from_sdk)?;
+        let successful = output.successful().iter().map(|s| s.id());
+        let failed = output
+            .failed()
+            .iter()
+            .map(|f| (f.id(), f.sender_fault(), format!("{}: {}", f.code(), f.message().unwrap_or(""))));
+        Ok(EntryOutcome::from_ids(receipts, successful, failed))
+    }
+
+    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once).
+    pub(crate) async fn change_visibility(&self, receipts: &[Receipt], timeout: Duration) -> BatchReport {
+        let seconds = timeout.as_secs().min(43_200) as i32;
+        let mut report = BatchReport::default();
+        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
+            let refs: Vec<&Receipt> = chunk.iter().collect();
+            match self.change_visibility_once(&refs, seconds).await {
+                Ok(outcome) => {
+                    report.done.extend(outcome.done);
+                    report.failed.extend(outcome.failed.into_iter().map(|f| (f.message_id, f.reason)));
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    report.failed.extend(chunk.iter().map(|r| (r.message_id.clone(), reason.clone())));
+                }
+            }
+        }
+        report
+    }
+
+    async fn change_visibility_once(&self, receipts: &[&Receipt], seconds: i32) -> Result<EntryOutcome, CallError> {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.receipt_handle)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .map_err(CallError::from_sdk)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(CallError::from_sdk)?;
+        let successful = output.successful().iter().map(|s| s.id());
+        let failed = output
+            .failed()
+            .iter()
+            .map(|f| (f.id(), f.sender_fault(), format!("{}: {}", f.code(), f.message().unwrap_or(""))));
+        Ok(EntryOutcome::from_ids(receipts, successful, failed))
+    }
+}
+
+struct EntryFailure {
+    message_id: String,
+    sender_fault: bool,
+    reason: String,
+}
+
+struct EntryOutcome {
+    done: Vec<String>,
+    failed: Vec<EntryFailure>,
+}
+
+impl EntryOutcome {
+    /// Maps batch entry ids (indexes into `receipts`) back to message ids. An entry SQS mentions
+    /// neither as successful nor as failed counts as a retryable failure.
+    fn from_ids<'a>(
+        receipts: &[&Receipt],
+        successful: impl Iterator<Item = &'a str>,
+        failed: impl Iterator<Item = (&'a str, bool, String)>,
+    ) -> Self {
+        let lookup = |id: &str| id.parse::<usize>().ok().and_then(|i| receipts.get(i));
+        let done: Vec<String> = successful.filter_map(lookup).map(|r| r.message_id.clone()).collect();
+        let mut failed: Vec<EntryFailure> = failed
+            .filter_map(|(id, sender_fault, reason)| {
+                lookup(id).map(|r| EntryFailure { message_id: r.message_id.clone(), sender_fault, reason })
+            })
+            .collect();
+        for receipt in receipts {
+            let id = &receipt.message_id;
+            if !done.contains(id) && !failed.iter().any(|f| &f.message_id == id) {
+                failed.push(EntryFailure {
+                    message_id: id.clone(),
+                    sender_fault: false,
+                    reason: "not in the SQS response".to_owned(),
+                });
+            }
+        }
+        Self { done, failed }
+    }
+}

@@ -1,0 +1,300 @@
+//! [`SqsSource`]: the event source mapping's main loop, its batches and its shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::backoff::Backoff;
+use super::batch_response::Settlement;
+use super::event::{self, EventSource, Record};
+use super::metrics::{InFlightGuard, SqsMetrics};
+use super::poller::{Gathered, Poller};
+use super::queue::{Queue, Receipt};
+use super::visibility::{self, InFlight, VisibilityPolicy};
+use super::{MAX_PAYLOAD_BYTES, SqsArgs, SqsError, SqsHealth};
+use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+
+/// The SQS event source mapping: receives from one queue and invokes the function with batches.
+#[derive(Debug)]
+pub struct SqsSource {
+    args: SqsArgs,
+    queue: Queue,
+    source: EventSource,
+    queue_visibility_timeout: Duration,
+    metrics: SqsMetrics,
+    health: SqsHealth,
+}
+
+impl SqsSource {
+    /// Builds the SQS client (aws-config from the environment; honours `AWS_ENDPOINT_URL` and
+    /// `AWS_REGION`), reads the queue's ARN (for `eventSourceARN`) and visibility timeout with
+    /// `GetQueueAttributes`, and registers the metrics.
+    ///
+    /// Fails when the flags contradict each other or the queue cannot be read.
+    pub async fn new(args: SqsArgs, registry: &mut Registry) -> Result<Self, SqsError> {
+        if args.batch_size > 10 && args.batching_window == 0 {
+            // Lambda's rule: without a window a batch is one receive call, at most 10 messages.
+            return Err(SqsError::Config(format!(
+                "--batch-size {} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)",
+                args.batch_size
+            )));
+        }
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let region = config.region().map(ToString::to_string).unwrap_or_default();
+        let queue = Queue::new(aws_sdk_sqs::Client::new(&config), args.queue_url.clone());
+        let attributes = queue.attributes().await.map_err(|e| SqsError::QueueAttributes {
+            queue_url: args.queue_url.clone(),
+            message: e.to_string(),
+        })?;
+        let missing = |attribute| SqsError::MissingAttribute { queue_url: args.queue_url.clone(), attribute };
+        let arn = attributes.arn.ok_or_else(|| missing("QueueArn"))?;
+        let queue_visibility_timeout = attributes.visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
+        let source = EventSource::new(arn, &region);
+        tracing::info!(
+            queue_url = %args.queue_url,
+            queue_arn = %source.arn,
+            visibility_timeout_s = queue_visibility_timeout.as_secs(),
+            batch_size = args.batch_size,
+            batching_window_s = args.batching_window,
+            report_batch_item_failures = args.report_batch_item_failures,
+            "SQS event source ready"
+        );
+        Ok(Self {
+            args,
+            queue,
+            source,
+            queue_visibility_timeout,
+            metrics: SqsMetrics::register(registry),
+            health: SqsHealth::new_connected(),
+        })
+    }
+
+    /// A cheap handle for readiness: connected while the last `ReceiveMessage` call succeeded.
+    pub fn health(&self) -> SqsHealth {
+        self.health.clone()
+    }
+
+    /// Runs until `shutdown` fires: receives, invokes `invoker` with at most `max_concurrency`
+    /// batches at once (each allowed `invocation_timeout`), settles each batch.
+    ///
+    /// On shutdown it stops receiving at once, lets running batches finish for up to `grace`, then
+    /// makes every message still in flight visible again (so another worker takes it at once)
+    /// and returns. SQS errors are retried for ever; this only returns `Ok`.
+    pub async fn run<S>(
+        self,
+        invoker: S,
+        max_concurrency: usize,
+        invocation_timeout: Duration,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), SqsError>
+    where
+        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+        S::Future: Send,
+    {
+        let policy = VisibilityPolicy::new(self.queue_visibility_timeout, self.args.visibility_extension_margin);
+        let window = Duration::from_secs(self.args.batching_window.into());
+        let in_flight = InFlight::new(window + invocation_timeout + policy.extend_to);
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(visibility::keep_visible(
+            self.queue.clone(),
+            in_flight.clone(),
+            policy,
+            self.metrics.clone(),
+            keeper_stop.clone(),
+        ));
+        let mut poller = Poller {
+            queue: self.queue.clone(),
+            source: self.source.clone(),
+            in_flight: in_flight.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            batch_size: self.args.batch_size.into(),
+            window,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+        };
+        let settler = Settler {
+            queue: self.queue.clone(),
+            in_flight: in_flight.clone(),
+            metrics: self.metrics.clone(),
+            report_batch_item_failures: self.args.report_batch_item_failures,
+            invocation_timeout,
+        };
+
+        // A permit is taken before receiving, so no message waits invisible for a free slot.
+        let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
+        let mut batches = JoinSet::new();
+        loop {
+            while let Some(done) = batches.try_join_next() {
+                log_batch_task_end(done);
+            }
+            let permit = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => break, // never closed; a closed semaphore would mean stop
+                },
+            };
+            match poller.gather(&shutdown).await {
+                Gathered::Batch(records) => {
+                    let settler = settler.clone();
+                    let invoker = invoker.clone();
+                    batches.spawn(async move {
+                        let _permit = permit;
+                        settler.process(invoker, records).await;
+                    });
+                }
+                Gathered::Cancelled(records) => {
+                    // Received but never invoked: released with the rest below.
+                    tracing::debug!(messages = records.len(), "receive cancelled by shutdown");
+                    break;
+                }
+            }
+        }
+
+        // The caller bounds this whole function by `grace` too: keep a slice of it for the release
+        // call, which is what makes abandoned messages visible at once rather than much later.
+        let drain_for = grace.saturating_sub(RELEASE_BUDGET.min(grace / 5));
+        tracing::info!(batches = batches.len(), drain_s = drain_for.as_secs_f64(), "SQS source stopping: draining");
+        let drained = tokio::time::timeout(drain_for, async {
+            while let Some(done) = batches.join_next().await {
+                log_batch_task_end(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(batches = batches.len(), "grace period over: abandoning running batches");
+            batches.abort_all();
+            while batches.join_next().await.is_some() {}
+        }
+        keeper_stop.cancel();
+        if let Err(error) = keeper.await {
+            tracing::error!(error = %error, "visibility keeper task failed");
+        }
+        let left = in_flight.drain();
+        if !left.is_empty() {
+            let report = self.queue.change_visibility(&left, Duration::ZERO).await;
+            self.metrics.released.inc_by(report.done.len() as u64);
+            tracing::warn!(message_ids = ?report.done, "released in-flight messages at shutdown");
+            for (message_id, reason) in &report.failed {
+                tracing::warn!(message_id = %message_id, reason = %reason, "could not release message; it becomes visible when its visibility timeout ends");
+            }
+        }
+        tracing::info!("SQS source stopped");
+        Ok(())
+    }
+}
+
+/// Most of the shutdown grace period kept for releasing what is still in flight.
+const RELEASE_BUDGET: Duration = Duration::from_secs(2);
+
+fn log_batch_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done
+        && error.is_panic()
+    {
+        // Its messages stay tracked and are released at shutdown or time out; never deleted.
+        tracing::error!(error = %error, "a batch task panicked");
+    }
+}
+
+/// How long a batch waits for a function process to come back before it counts as failed.
+const NOT_READY_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Invokes, retrying while no function process is up (one is restarting after a crash): the
+/// function never saw the batch, and failing it at once would spend a receive of every message
+/// and, with a low `maxReceiveCount`, send good messages to the DLQ while the function restarts.
+/// The batch's slot stays taken meanwhile, so the poller does not churn through the queue.
+async fn invoke_when_ready<S>(invoker: S, invocation: Invocation) -> Result<InvocationResponse, InvokeError>
+where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let give_up = tokio::time::Instant::now() + NOT_READY_PATIENCE;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        let result = invoker.clone().oneshot(invocation.clone()).await;
+        if !matches!(result, Err(InvokeError::NotReady)) || tokio::time::Instant::now() >= give_up {
+            return result;
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Invokes with one batch and settles it. Cheap to clone: one per batch task.
+#[derive(Debug, Clone)]
+struct Settler {
+    queue: Queue,
+    in_flight: InFlight,
+    metrics: SqsMetrics,
+    report_batch_item_failures: bool,
+    invocation_timeout: Duration,
+}
+
+impl Settler {
+    async fn process<S>(&self, invoker: S, records: Vec<Record>)
+    where
+        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+        S::Future: Send,
+    {
+        let _in_flight = InFlightGuard::new(&self.metrics.batches_in_flight);
+        // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
+        // run one after the other in this batch's slot.
+        for part in event::split_by_size(records, MAX_PAYLOAD_BYTES) {
+            self.invoke_and_settle(invoker.clone(), part).await;
+        }
+    }
+
+    async fn invoke_and_settle<S>(&self, invoker: S, records: Vec<Record>)
+    where
+        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+        S::Future: Send,
+    {
+        let ids: Vec<&str> = records.iter().map(|r| r.receipt.message_id.as_str()).collect();
+        let invocation = Invocation::new(event::payload(&records), self.invocation_timeout);
+        tracing::debug!(request_id = %invocation.request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
+        let request_id = invocation.request_id.clone();
+        let result = invoke_when_ready(invoker, invocation).await;
+        if matches!(result, Err(InvokeError::ShuttingDown)) {
+            // The function never saw these: keep them tracked so shutdown releases them at once
+            // instead of leaving them hidden for a visibility timeout.
+            tracing::debug!(request_id = %request_id, message_ids = ?ids, "host shutting down; batch not run");
+            return;
+        }
+        let settlement = Settlement::new(&result, &ids, self.report_batch_item_failures);
+
+        if !settlement.failed.is_empty() {
+            // Left alone: visible again when the last extension runs out, as in Lambda; the
+            // queue's redrive policy counts the receive and moves poison messages to the DLQ.
+            self.in_flight.untrack(settlement.failed.iter().map(String::as_str));
+            self.metrics.failed.inc_by(settlement.failed.len() as u64);
+            let reason = settlement
+                .batch_failure
+                .as_ref()
+                .map_or_else(|| "reported in batchItemFailures".to_owned(), ToString::to_string);
+            tracing::warn!(request_id = %request_id, message_ids = ?settlement.failed, reason = %reason, "SQS messages failed; they will be retried");
+        }
+        if settlement.succeeded.is_empty() {
+            return;
+        }
+        let receipts: Vec<Receipt> = records
+            .iter()
+            .filter(|r| settlement.succeeded.contains(&r.receipt.message_id))
+            .map(|r| r.receipt.clone())
+            .collect();
+        // Still tracked (and extended) while the delete is retried, so they do not reappear.
+        let report = self.queue.delete(&receipts).await;
+        self.in_flight.untrack(settlement.succeeded.iter().map(String::as_str));
+        self.metrics.deleted.inc_by(report.done.len() as u64);
+        self.metrics.delete_errors.inc_by(report.failed.len() as u64);
+        for (message_id, reason) in &report.failed {
+            tracing::warn!(message_id = %message_id, reason = %reason, "could not delete a processed message; it will be delivered again");
+        }
+        tracing::debug!(request_id = %request_id, deleted = report.done.len(), "SQS batch settled");
+    }
+}

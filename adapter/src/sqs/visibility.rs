@@ -1,0 +1,209 @@
+//! Keeps received messages invisible while they are gathered and processed.
+//!
+//! Every received message is tracked here until its batch is settled. One keeper task extends the
+//! visibility of every tracked message when `extend_after` has passed since it was received or last
+//! extended, to `extend_to` from then. A message is never extended past its hold limit (the
+//! batching window plus the invocation timeout plus one visibility timeout), so a stuck batch
+//! cannot hide a message for ever. At shutdown, what is still tracked is drained and released.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::SqsMetrics;
+use super::queue::{Queue, Receipt};
+
+/// When and how far to extend visibility, derived from the queue's visibility timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisibilityPolicy {
+    /// Extend once this long has passed since the last receive or extension.
+    pub extend_after: Duration,
+    /// The visibility timeout each extension sets, counted from the extension.
+    pub extend_to: Duration,
+    /// How often the keeper looks for messages due for extension.
+    pub tick: Duration,
+}
+
+impl VisibilityPolicy {
+    /// The policy for a queue whose visibility timeout is `queue_timeout`, extending when less
+    /// than `margin` (0..1) of it is left.
+    pub fn new(queue_timeout: Duration, margin: f64) -> Self {
+        // SQS counts whole seconds; at least 2 s, so a 0 or 1 s queue still has room for the call.
+        let extend_to = Duration::from_secs(queue_timeout.as_secs().max(2));
+        let extend_after = extend_to.mul_f64((1.0 - margin).clamp(0.05, 0.95));
+        let tick = (extend_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        Self { extend_after, extend_to, tick }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    receipt_handle: String,
+    last_extended: Instant,
+    hold_until: Instant,
+}
+
+/// The messages received and not yet settled, shared by the poller, batches and the keeper.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    max_hold: Duration,
+}
+
+impl InFlight {
+    /// An empty registry; no message is extended more than `max_hold` after it was tracked.
+    pub fn new(max_hold: Duration) -> Self {
+        Self { entries: Arc::default(), max_hold }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // The map stays consistent even if a holder panicked: every update is a single insert or
+        // remove.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts tracking messages received at `received_at`.
+    pub fn track<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, received_at: Instant) {
+        let mut entries = self.lock();
+        for receipt in receipts {
+            entries.insert(
+                receipt.message_id.clone(),
+                Entry {
+                    receipt_handle: receipt.receipt_handle.clone(),
+                    last_extended: received_at,
+                    hold_until: received_at + self.max_hold,
+                },
+            );
+        }
+    }
+
+    /// Stops tracking messages: settled, so no longer extended nor released.
+    pub fn untrack<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>) {
+        let mut entries = self.lock();
+        for id in message_ids {
+            entries.remove(id);
+        }
+    }
+
+    /// Tracked messages whose last extension is at least `after` old at `now`, within their hold.
+    pub fn due(&self, now: Instant, after: Duration) -> Vec<Receipt> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last_extended) >= after && now < e.hold_until)
+            .map(|(id, e)| Receipt { message_id: id.clone(), receipt_handle: e.receipt_handle.clone() })
+            .collect()
+    }
+
+    /// Records that these messages were extended at `at` (untracked ones are skipped).
+    pub fn mark_extended<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>, at: Instant) {
+        let mut entries = self.lock();
+        for id in message_ids {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.last_extended = at;
+            }
+        }
+    }
+
+    /// Removes and returns every tracked message.
+    pub fn drain(&self) -> Vec<Receipt> {
+        self.lock()
+            .drain()
+            .map(|(message_id, e)| Receipt { message_id, receipt_handle: e.receipt_handle })
+            .collect()
+    }
+
+    /// How many messages are tracked.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no message is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+/// The keeper task: extends due messages until `stop` fires.
+pub(crate) async fn keep_visible(
+    queue: Queue,
+    in_flight: InFlight,
+    policy: VisibilityPolicy,
+    metrics: SqsMetrics,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(policy.tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = Instant::now();
+        let due = in_flight.due(now, policy.extend_after);
+        if due.is_empty() {
+            continue;
+        }
+        // Stopping mid-call is fine: the batch calls are independent and idempotent.
+        let report = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            report = queue.change_visibility(&due, policy.extend_to) => report,
+        };
+        in_flight.mark_extended(report.done.iter().map(String::as_str), now);
+        metrics.visibility_extensions.inc_by(report.done.len() as u64);
+        tracing::debug!(extended = report.done.len(), seconds = policy.extend_to.as_secs(), "extended visibility");
+        for (message_id, reason) in &report.failed {
+            // Usually a message settled meanwhile (deleted: its handle is no longer valid).
+            tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(id: &str) -> Receipt {
+        Receipt { message_id: id.into(), receipt_handle: format!("handle-{id}") }
+    }
+
+    #[test]
+    fn policy_extends_at_half_time_to_the_queue_timeout() {
+        let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
+        assert_eq!(policy.extend_to, Duration::from_secs(30));
+        assert_eq!(policy.extend_after, Duration::from_secs(15));
+        assert!(policy.tick < policy.extend_after);
+        // A tiny queue timeout still leaves room for the call itself.
+        let tiny = VisibilityPolicy::new(Duration::ZERO, 0.5);
+        assert_eq!(tiny.extend_to, Duration::from_secs(2));
+        assert!(tiny.extend_after < tiny.extend_to && tiny.tick < tiny.extend_after);
+    }
+
+    #[test]
+    fn due_selects_stale_untracked_are_gone_and_hold_is_bounded() {
+        let start = Instant::now();
+        let in_flight = InFlight::new(Duration::from_secs(100));
+        in_flight.track(&[receipt("a"), receipt("b")], start);
+        in_flight.track(&[receipt("c")], start + Duration::from_secs(10));
+        let at = |s| start + Duration::from_secs(s);
+        let ids = |mut v: Vec<Receipt>| {
+            v.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+            v.into_iter().map(|r| r.message_id).collect::<Vec<_>>()
+        };
+
+        assert!(in_flight.due(at(14), Duration::from_secs(15)).is_empty());
+        assert_eq!(ids(in_flight.due(at(15), Duration::from_secs(15))), ["a", "b"]);
+        in_flight.mark_extended(["a"], at(15));
+        in_flight.untrack(["b"]);
+        assert_eq!(ids(in_flight.due(at(25), Duration::from_secs(15))), ["c"]);
+        assert_eq!(ids(in_flight.due(at(30), Duration::from_secs(15))), ["a", "c"]);
+        // Past its hold a message is no longer extended, but still released at shutdown.
+        assert_eq!(ids(in_flight.due(at(105), Duration::from_secs(15))), ["c"]);
+        assert_eq!(ids(in_flight.drain()), ["a", "c"]);
+        assert!(in_flight.is_empty());
+    }
+}

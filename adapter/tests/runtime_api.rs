@@ -1,0 +1,135 @@
+//! Runtime API conformance with a real `lambda_runtime` function (`fixture`): replies, errors,
+//! panics, crashes, timeouts and init failures.
+
+mod common;
+
+use common::{Spawn, WAIT};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn ok_reply_carries_lambda_context_and_environment() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--function-name", "my-fn", "--memory-size", "256", "--timeout", "7"])
+        .start();
+    adapter.wait_ready().await;
+    let reply = adapter.invoke("my-fn", &json!({"action": "ok", "n": 1})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-amz-function-error"), None);
+    let body = reply.json();
+    assert_eq!(body["event"], json!({"action": "ok", "n": 1}));
+    assert_eq!(
+        Some(body["request_id"].as_str().unwrap_or_default()),
+        reply.header("x-amzn-requestid")
+    );
+    assert_eq!(body["function_arn"], "arn:aws:lambda:us-east-1:000000000000:function:my-fn");
+    // The deadline is the start plus the 7 s timeout (the function saw it in epoch millis).
+    let started = body["started_ms"].as_u64().unwrap_or_default();
+    let deadline = body["deadline_ms"].as_u64().unwrap_or_default();
+    assert!(deadline > started && deadline <= started + 7_000, "{body}");
+    let env = &body["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "my-fn");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+    assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], "/aws/lambda/my-fn");
+    assert!(env["AWS_LAMBDA_LOG_STREAM_NAME"].as_str().is_some_and(|s| s.contains("[$LATEST]")));
+    assert!(env["AWS_LAMBDA_RUNTIME_API"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")));
+    assert!(env.get("AWS_LAMBDA_MAX_CONCURRENCY").is_none());
+}
+
+#[tokio::test]
+async fn handler_error_and_panic_are_unhandled_function_errors() {
+    let mut adapter = Spawn::http("fixture").start();
+    adapter.wait_ready().await;
+    let reply = adapter.invoke("fixture", &json!({"action": "error"})).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(reply.json()["errorMessage"], "fixture error on purpose");
+
+    let reply = adapter.invoke("fixture", &json!({"action": "panic"})).await;
+    assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
+    let message = reply.json()["errorMessage"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("fixture panic on purpose"), "{message}");
+
+    // The same process goes on serving: a panic is caught by the runtime.
+    let reply = adapter.invoke("fixture", &json!({})).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-amz-function-error"), None);
+}
+
+#[tokio::test]
+async fn crash_fails_the_invocation_and_the_process_restarts() {
+    let mut adapter = Spawn::http("fixture").args(&["--max-concurrency", "1"]).start();
+    adapter.wait_ready().await;
+    let before = adapter.invoke("fixture", &json!({})).await.json()["pid"].clone();
+
+    let reply = adapter.invoke("fixture", &json!({"action": "exit"})).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
+    let error = reply.json();
+    assert_eq!(error["errorType"], "Runtime.ExitError");
+    assert!(error["errorMessage"].as_str().unwrap_or_default().contains("exit status 3"), "{error}");
+
+    // A later invocation succeeds, in a new process.
+    adapter.wait_metric("adapter_function_restarts_total", |v| v >= 1.0).await;
+    adapter.wait_ready().await;
+    let after = invoke_until_success(&adapter, &json!({})).await;
+    assert_ne!(after["pid"], before);
+}
+
+#[tokio::test]
+async fn timeout_fails_the_invocation_and_replaces_the_process() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--max-concurrency", "1", "--timeout", "1"])
+        .start();
+    adapter.wait_ready().await;
+    let before = adapter.invoke("fixture", &json!({})).await.json()["pid"].clone();
+
+    let reply = adapter.invoke("fixture", &json!({"action": "hang"})).await;
+    assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
+    let error = reply.json();
+    assert_eq!(error["errorType"], "Sandbox.Timedout");
+    assert_eq!(error["errorMessage"], "Task timed out after 1.00 seconds");
+
+    let after = invoke_until_success(&adapter, &json!({})).await;
+    assert_ne!(after["pid"], before, "the hung process must have been replaced");
+    let metrics = adapter.metrics().await;
+    assert_eq!(metrics.get("adapter_invocations_total{outcome=\"timeout\"}"), Some(&1.0));
+}
+
+#[tokio::test]
+async fn init_error_makes_the_adapter_exit_with_the_reason() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--init-timeout", "2"])
+        .env("FIXTURE_INIT", "fail")
+        .start();
+    let status = adapter.wait_exit(WAIT).await;
+    assert!(!status.success());
+    let log = adapter.log();
+    assert!(log.contains("no function process initialised within 2 s"), "{log}");
+    assert!(log.contains("fixture init failed on purpose"), "{log}");
+}
+
+#[tokio::test]
+async fn exit_before_next_makes_the_adapter_exit_with_the_reason() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--init-timeout", "2"])
+        .env("FIXTURE_INIT", "exit")
+        .start();
+    let status = adapter.wait_exit(WAIT).await;
+    assert!(!status.success());
+    let log = adapter.log();
+    assert!(log.contains("function process failed to initialise: exit status 3"), "{log}");
+}
+
+/// Invokes until the function succeeds (while a process restarts, the host answers "not ready").
+async fn invoke_until_success(adapter: &common::Adapter, payload: &Value) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let reply = adapter.invoke("fixture", payload).await;
+        if reply.status == 200 && reply.header("x-amz-function-error").is_none() {
+            return reply.json();
+        }
+        assert!(std::time::Instant::now() < deadline, "never succeeded: {reply:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,436 @@
+//! The SQS source against a real SQS (LocalStack at `AWS_ENDPOINT_URL`, default
+//! `http://127.0.0.1:4566`; `scripts/localstack up` starts it), hosting the `sqs_fixture` test
+//! function. Each test makes its own queue and dead-letter queue, so tests run in parallel.
+//!
+//! Nothing here waits on a guess: every wait is for a condition, with a bound, and failures say
+//! what was awaited. No assertion is about wall-clock time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(45);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+}
+
+async fn client() -> Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+/// Builds `sqs_fixture` once per test binary (the adapter's tests cannot depend on another
+/// package's binaries) and returns its path, next to the adapter's.
+fn sqs_fixture() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "test-functions", "--bin", "sqs_fixture"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building sqs_fixture failed");
+        let adapter = PathBuf::from(env!("CARGO_BIN_EXE_adapter"));
+        let path = adapter.with_file_name("sqs_fixture");
+        assert!(path.exists(), "no {}", path.display());
+        path
+    })
+}
+
+/// A queue with a dead-letter queue, both new and uniquely named.
+struct Queues {
+    client: Client,
+    url: String,
+    dlq_url: String,
+}
+
+impl Queues {
+    async fn new(test: &str, visibility_timeout: u32, max_receive_count: u32) -> Self {
+        let client = client().await;
+        let name = format!("sqs-src-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .expect("LocalStack answers (run scripts/localstack up)")
+            .queue_url
+            .expect("a queue url");
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq attributes")
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("dlq arn");
+        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()});
+        let url = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string())
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("a queue url");
+        Self { client, url, dlq_url }
+    }
+
+    /// Sends each body; returns the message ids in order.
+    async fn send(&self, bodies: &[serde_json::Value]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for body in bodies {
+            let sent = self
+                .client
+                .send_message()
+                .queue_url(&self.url)
+                .message_body(body.to_string())
+                .send()
+                .await
+                .expect("send");
+            ids.push(sent.message_id.expect("a message id"));
+        }
+        ids
+    }
+
+    /// (visible, in flight) messages on the main queue; LocalStack's counts are exact.
+    async fn depth(&self) -> (u64, u64) {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        let count = |name| attributes.get(&name).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+        (
+            count(QueueAttributeName::ApproximateNumberOfMessages),
+            count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// One receive of up to 10 visible messages: (message id, receive count).
+    async fn receive(&self, url: &str, wait_seconds: i32, visibility: i32) -> Vec<(String, u32)> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .expect("receive");
+        output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                (m.message_id.unwrap_or_default(), count)
+            })
+            .collect()
+    }
+}
+
+/// A running `adapter sqs -- sqs_fixture`, its function logging to `log`.
+struct Adapter {
+    child: Child,
+    admin: String,
+    log: PathBuf,
+    output: PathBuf,
+}
+
+impl Adapter {
+    async fn start(queue_url: &str, args: &[&str]) -> Self {
+        let fixture = sqs_fixture();
+        let admin = free_address();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let log = std::env::temp_dir().join(format!("sqs-fixture-{id}.log"));
+        let output = std::env::temp_dir().join(format!("sqs-adapter-{id}.out"));
+        std::fs::write(&log, "").expect("log file");
+        let out = std::fs::File::create(&output).expect("output file");
+        let err = out.try_clone().expect("output file");
+        let child = Command::new(env!("CARGO_BIN_EXE_adapter"))
+            .arg("sqs")
+            .args(["--queue-url", queue_url, "--admin-listen", &admin, "--shutdown-grace", "3"])
+            .args(args)
+            .arg("--")
+            .arg(fixture)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("RUST_LOG", "adapter=debug,info")
+            .env("SQS_FIXTURE_LOG", &log)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("adapter starts");
+        Self { child, admin, log, output }
+    }
+
+    /// The function's log lines.
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many times each message was processed: `record <id> <receive count>` lines.
+    fn records(&self) -> BTreeMap<String, Vec<u32>> {
+        let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for line in self.lines() {
+            let mut parts = line.split(' ');
+            if parts.next() == Some("record")
+                && let (Some(id), Some(count)) = (parts.next(), parts.next())
+            {
+                seen.entry(id.to_owned()).or_default().push(count.parse().unwrap_or(0));
+            }
+        }
+        seen
+    }
+
+    /// A Prometheus sample from the admin listener's `/metrics`.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.admin);
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        response
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn sigterm(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+    }
+
+    async fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
+        match tokio::time::timeout(bound, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the adapter"),
+            Err(_) => panic!("the adapter did not exit within {bound:?}; output: {}", self.output_text()),
+        }
+    }
+
+    fn output_text(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL, so the adapter stops its function processes too.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.sigterm();
+        }
+    }
+}
+
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
+}
+
+/// Polls `check` until it yields a value, for at most `bound`.
+async fn wait_for<T, F, Fut>(what: &str, bound: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The most invocations ever running at once, from `start`/`end` lines in file order.
+fn max_overlap(lines: &[String]) -> i64 {
+    let mut running = 0i64;
+    let mut max = 0;
+    for line in lines {
+        if line.starts_with("start ") {
+            running += 1;
+            max = max.max(running);
+        } else if line.starts_with("end ") {
+            running -= 1;
+        }
+    }
+    max
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_batch_leaves_exactly_the_failed_messages() {
+    let queues = Queues::new("mixed", 30, 10).await;
+    let bodies: Vec<_> = (0..6).map(|i| json!({"n": i, "fail": i % 2 == 1})).collect();
+    let ids = queues.send(&bodies).await;
+    let failed: BTreeSet<String> = ids.iter().skip(1).step_by(2).cloned().collect();
+
+    let mut adapter = Adapter::start(&queues.url, &["--batch-size", "10", "--batching-window", "1"]).await;
+    wait_for("every message processed", WAIT, || async {
+        (adapter.records().len() == ids.len()).then_some(())
+    })
+    .await;
+    // The three good messages are deleted; the three failed ones stay, in flight.
+    wait_for("only the failed messages left", WAIT, || async {
+        (queues.depth().await == (0, 3)).then_some(())
+    })
+    .await;
+    adapter.sigterm();
+    assert!(adapter.wait_exit(WAIT).await.success(), "{}", adapter.output_text());
+
+    // Once their visibility timeout ends, exactly the failed messages come back.
+    let mut back = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while back.len() < failed.len() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for the failed messages: {back:?}");
+        for (id, _) in queues.receive(&queues.url, 1, 60).await {
+            back.insert(id);
+        }
+    }
+    assert_eq!(back, failed);
+    assert_eq!(queues.depth().await.0, 0, "nothing else is visible");
+    for id in &ids {
+        assert_eq!(adapter.records()[id].len(), 1, "{id} processed once: {:?}", adapter.records());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_message_reaches_the_dlq_after_max_receive_count() {
+    let queues = Queues::new("poison", 1, 2).await;
+    let ids = queues.send(&[json!({"fail": true}), json!({"ok": true})]).await;
+    let (poison, good) = (&ids[0], &ids[1]);
+
+    let adapter = Adapter::start(&queues.url, &["--batch-size", "1"]).await;
+    let in_dlq = wait_for("the poison message in the DLQ", WAIT, || async {
+        let got = queues.receive(&queues.dlq_url, 1, 30).await;
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(in_dlq.iter().map(|(id, _)| id).collect::<Vec<_>>(), [poison]);
+    wait_for("the main queue empty", WAIT, || async { (queues.depth().await == (0, 0)).then_some(()) }).await;
+
+    let records = adapter.records();
+    assert_eq!(records[poison], [1, 2], "run once per receive, maxReceiveCount times");
+    assert_eq!(records[good], [1], "the good message runs once and is deleted");
+    assert_eq!(adapter.metric("sqs_messages_failed_total").await, Some(2.0));
+    assert_eq!(adapter.metric("sqs_messages_deleted_total").await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_longer_than_the_visibility_timeout_runs_once() {
+    // 2 s visibility, a 6 s task, two slots: without extension the message would be received
+    // again by the free slot while the first run is still going.
+    let queues = Queues::new("extend", 2, 5).await;
+    let ids = queues.send(&[json!({"sleep_ms": 6000})]).await;
+
+    let mut adapter = Adapter::start(&queues.url, &["--batch-size", "1", "--max-concurrency", "2"]).await;
+    wait_for("the message deleted", WAIT, || async {
+        let finished = adapter.lines().iter().any(|l| l.starts_with("end "));
+        (finished && queues.depth().await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(adapter.records()[&ids[0]], [1], "processed once, on its first receive");
+    let extensions = adapter.metric("sqs_visibility_extensions_total").await.unwrap_or(0.0);
+    assert!(extensions >= 1.0, "visibility was extended ({extensions})");
+    adapter.sigterm();
+    assert!(adapter.wait_exit(WAIT).await.success());
+    assert_eq!(adapter.records().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_is_reached_and_never_exceeded() {
+    let queues = Queues::new("concurrency", 30, 5).await;
+    // Each invocation waits (up to 5 s) until three run at once, so three are reached whenever
+    // the adapter allows three; a fourth would show as an overlap of four.
+    let bodies: Vec<_> = (0..9)
+        .map(|_| json!({"await_concurrency": 3, "timeout_ms": 5000, "sleep_ms": 100}))
+        .collect();
+    let ids = queues.send(&bodies).await;
+
+    let adapter = Adapter::start(&queues.url, &["--batch-size", "1", "--max-concurrency", "3"]).await;
+    wait_for("every message processed and deleted", Duration::from_secs(90), || async {
+        (adapter.records().len() == ids.len() && queues.depth().await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(max_overlap(&adapter.lines()), 3, "{:?}", adapter.lines());
+    assert!(adapter.records().values().all(|runs| runs.len() == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_batch_releases_the_message_at_once() {
+    // A 120 s visibility timeout: the message coming back within the test's bounds can only be
+    // the adapter's release, not the timeout running out.
+    let queues = Queues::new("sigterm", 120, 5).await;
+    let ids = queues.send(&[json!({"sleep_ms": 600_000})]).await;
+
+    let mut adapter = Adapter::start(&queues.url, &["--batch-size", "1"]).await;
+    wait_for("the batch running", WAIT, || async {
+        adapter.records().contains_key(&ids[0]).then_some(())
+    })
+    .await;
+    adapter.sigterm();
+    let status = adapter.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "clean exit: {status:?}; {}", adapter.output_text());
+
+    let back = wait_for("the message visible again", Duration::from_secs(20), || async {
+        let got = queues.receive(&queues.url, 1, 120).await;
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(back, [(ids[0].clone(), 2)], "released, then received a second time");
+    assert!(
+        adapter.output_text().contains("released in-flight messages at shutdown"),
+        "{}",
+        adapter.output_text()
+    );
+}

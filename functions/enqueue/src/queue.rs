@@ -1,0 +1,71 @@
+//! The task queue as the API sees it: send a task, read the depth.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::QueueAttributeName;
+use shared::{QueueConfig, TaskMessage};
+
+use crate::error::ApiError;
+
+/// The queue `enqueue` writes to. Cheap to clone: the SDK client is a handle.
+#[derive(Debug, Clone)]
+pub struct TaskQueue {
+    client: aws_sdk_sqs::Client,
+    config: QueueConfig,
+}
+
+impl TaskQueue {
+    /// Wraps a client built once at init.
+    pub fn new(client: aws_sdk_sqs::Client, config: QueueConfig) -> Self {
+        Self { client, config }
+    }
+
+    /// The queue's name, for `/health`.
+    pub fn name(&self) -> &str {
+        self.config.queue_name()
+    }
+
+    /// Sends one task; returns the SQS message id.
+    pub async fn send(
+        &self,
+        message: &TaskMessage,
+        delay_seconds: u32,
+    ) -> Result<String, ApiError> {
+        let output = self
+            .client
+            .send_message()
+            .queue_url(&self.config.queue_url)
+            .message_body(message.to_body())
+            // i32 by the SDK's choice; the validator keeps it within 0..=900.
+            .delay_seconds(i32::try_from(delay_seconds).unwrap_or(0))
+            .send()
+            .await
+            .map_err(|e| unavailable("SendMessage", e))?;
+        output.message_id.ok_or_else(|| ApiError::QueueUnavailable {
+            detail: "SendMessage answered without a message id".to_string(),
+        })
+    }
+
+    /// The approximate number of visible messages.
+    pub async fn depth(&self) -> Result<u64, ApiError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.config.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", e))?;
+        Ok(output
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+fn unavailable(operation: &str, error: impl std::error::Error) -> ApiError {
+    let detail = format!("{operation} failed: {}", DisplayErrorContext(&error));
+    tracing::error!(operation, error = %detail, "queue unavailable");
+    ApiError::QueueUnavailable { detail }
+}

@@ -1,0 +1,160 @@
+//! The `sleep` function: the task service's worker, as an SQS-event Lambda handler.
+//!
+//! Each record of a batch is a [`TaskMessage`]; the records run concurrently. The reply is an
+//! `SqsBatchResponse` listing exactly the records that failed, so the event source (Lambda's SQS
+//! mapping, or the adapter's) deletes the rest and leaves the failures to the queue's redrive
+//! policy. A record fails when its body is not a task this worker can run, or when the task could
+//! not finish before the invocation's deadline.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
+use futures::future::join_all;
+use lambda_runtime::{Error, LambdaEvent};
+use shared::TaskMessage;
+
+/// Time kept back from the deadline: a task that would end closer than this to the deadline is
+/// failed up front, since the invocation would be cut off (and the message redelivered) anyway.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The task ran to the end.
+    Finished,
+    /// The record must be retried or dead-lettered, for the reason given.
+    Failed(String),
+}
+
+/// Handles one SQS batch.
+///
+/// A record without a `messageId` cannot be reported on its own, so it fails the whole invocation:
+/// every record in the batch comes back, none is lost.
+pub async fn handle(event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+    let deadline = event.context.deadline();
+    let records = event.payload.records;
+    if let Some(index) = records
+        .iter()
+        .position(|r| r.message_id.as_deref().is_none_or(str::is_empty))
+    {
+        tracing::error!(index, "record without a messageId; failing the whole batch");
+        return Err(format!("record {index} has no messageId").into());
+    }
+    let outcomes = join_all(records.iter().map(|record| run_record(record, deadline))).await;
+    Ok(batch_response(records.iter().zip(outcomes).map(
+        |(record, outcome)| (record.message_id.as_deref().unwrap_or_default(), outcome),
+    )))
+}
+
+/// The reply for a batch: every failed record's id, in batch order, once.
+pub fn batch_response<'a>(
+    outcomes: impl IntoIterator<Item = (&'a str, Outcome)>,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for (id, outcome) in outcomes {
+        if matches!(outcome, Outcome::Failed(_))
+            && !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == id)
+        {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.to_string();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+async fn run_record(record: &SqsMessage, deadline: SystemTime) -> Outcome {
+    let message_id = record.message_id.as_deref().unwrap_or_default();
+    let receive_count: u32 = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let body = record.body.as_deref().unwrap_or_default();
+    let task = match TaskMessage::parse(body) {
+        Ok(task) => task,
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::warn!(message_id, receive_count, reason, "message rejected");
+            return Outcome::Failed(reason);
+        }
+    };
+    let task_id = task.task_id.to_string();
+    let duration = task.duration_seconds.as_duration();
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    if duration + DEADLINE_MARGIN > left {
+        let reason = format!(
+            "task needs {:.3} s but the invocation has {:.3} s left",
+            duration.as_secs_f64(),
+            left.as_secs_f64()
+        );
+        tracing::error!(
+            task_id,
+            message_id,
+            receive_count,
+            reason,
+            "task cannot finish before the deadline"
+        );
+        return Outcome::Failed(reason);
+    }
+    let queued_ms = (Utc::now() - task.enqueued_at).num_milliseconds().max(0);
+    if receive_count > 1 {
+        // At-least-once delivery: a redelivered task runs again; say so, with the count.
+        tracing::warn!(task_id, message_id, receive_count, "task delivered again");
+    }
+    tracing::info!(
+        task_id,
+        message_id,
+        receive_count,
+        queued_ms,
+        duration_seconds = task.duration_seconds.seconds(),
+        "task started"
+    );
+    tokio::time::sleep(duration).await;
+    tracing::info!(
+        task_id,
+        message_id,
+        receive_count,
+        duration_seconds = task.duration_seconds.seconds(),
+        "task finished"
+    );
+    Outcome::Finished
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_exactly_the_failures_once_in_order() {
+        let response = batch_response([
+            ("a", Outcome::Finished),
+            ("b", Outcome::Failed("bad json".into())),
+            ("c", Outcome::Finished),
+            ("d", Outcome::Failed("too long".into())),
+            ("b", Outcome::Failed("duplicate record".into())),
+        ]);
+        let ids: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(ids, ["b", "d"]);
+    }
+
+    #[test]
+    fn all_finished_is_an_empty_list() {
+        let response = batch_response([("a", Outcome::Finished)]);
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            serde_json::json!({"batchItemFailures": []})
+        );
+    }
+}

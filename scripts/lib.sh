@@ -1,0 +1,48 @@
+# Shared helpers for the scripts in this folder. Source it; do not run it.
+# Everything here is plain bash so a fresh machine needs nothing but Python and cargo.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Tools the scripts install (LocalStack's venv, cargo-lambda) live in a per-user cache so a second
+# clone reuses them; per-run state (pid files, logs) lives under target/, which git ignores.
+TOOLS_DIR="${TASKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lambda-ecs-tasks}"
+STATE_DIR="${TASKS_STATE_DIR:-$REPO_ROOT/target/run}"
+
+# LocalStack defaults, the same values the README, the tests and `cargo lambda watch` use.
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# find_python prints a Python 3.12+ interpreter, or fails with a message that says what to install.
+# pyenv shims for python3.13 exist on PATH but fail outside a pyenv-managed folder, so every
+# candidate is tried by running it, not by `command -v`.
+find_python() {
+  local candidates=("${TASKS_PYTHON:-}" python3.13 python3.12 python3)
+  if command -v pyenv >/dev/null 2>&1; then
+    local root; root="$(pyenv root)"
+    candidates+=("$root"/versions/3.13*/bin/python3 "$root"/versions/3.12*/bin/python3)
+  fi
+  local py
+  for py in "${candidates[@]}"; do
+    [ -n "$py" ] || continue
+    if "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then
+      printf '%s\n' "$py"; return 0
+    fi
+  done
+  die "LocalStack needs Python 3.12 or newer and none was found (tried python3.13, python3.12, python3 and pyenv's versions). Install one (e.g. 'pyenv install 3.13') or set TASKS_PYTHON to its path."
+}
+
+# wait_for CMD... runs CMD until it succeeds, for at most $WAIT_SECONDS (default 60).
+wait_for() {
+  local deadline=$((SECONDS + ${WAIT_SECONDS:-60}))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
