@@ -103,7 +103,10 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 mod tests {
     use super::*;
 
-    fn readiness(processes: usize, source: Result<(), String>) -> (Readiness, watch::Sender<usize>) {
+    fn readiness(
+        processes: usize,
+        source: Result<(), String>,
+    ) -> (Readiness, watch::Sender<usize>) {
         let (sender, receiver) = watch::channel(processes);
         let readiness = Readiness {
             processes: receiver,

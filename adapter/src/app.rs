@@ -20,6 +20,9 @@ use crate::invoke_api::{self, InvokeApiConfig};
 use crate::sqs::{SqsArgs, SqsError, SqsSource};
 use crate::{healthcheck, shutdown};
 
+/// Time a source that enforces the grace period itself gets on top of it to release its work.
+const SOURCE_RELEASE_MARGIN: Duration = Duration::from_secs(3);
+
 /// Why the adapter stopped with a failure.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -158,7 +161,10 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
         }
     };
 
-    let outcome = serve_until_shutdown(&host, &service, &config, prepared, timeout, grace, &shutdown).await;
+    let outcome = serve_until_shutdown(
+        &host, &service, &config, prepared, timeout, grace, &shutdown,
+    )
+    .await;
     host.shutdown().await;
     admin_stop.cancel();
     if let Err(error) = admin.await {
@@ -208,6 +214,12 @@ async fn serve_until_shutdown(
             shutdown.clone(),
         ))),
         None => None,
+    };
+    // The SQS source keeps to the grace period itself and then releases what it still holds, so it
+    // gets a moment more; the HTTP server cannot cut its requests, so the grace bounds it here.
+    let drain_bound = match &prepared {
+        PreparedSource::Http(..) => grace,
+        PreparedSource::Sqs(_) => grace + SOURCE_RELEASE_MARGIN,
     };
     let mut source: JoinHandle<Result<(), AppError>> = match prepared {
         PreparedSource::Http(listener, args) => {
@@ -261,16 +273,16 @@ async fn serve_until_shutdown(
                 Ok(())
             }
         };
-        if let Some(invoke_api) = invoke_api {
-            if let Ok(Err(error)) = invoke_api.await {
-                tracing::warn!(%error, "Invoke API server failed");
-            }
+        if let Some(invoke_api) = invoke_api
+            && let Ok(Err(error)) = invoke_api.await
+        {
+            tracing::warn!(%error, "Invoke API server failed");
         }
         background.close();
         background.wait().await;
         source_result
     };
-    match tokio::time::timeout(grace, drain).await {
+    match tokio::time::timeout(drain_bound, drain).await {
         Ok(result) => result,
         Err(_) => {
             tracing::warn!(

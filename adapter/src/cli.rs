@@ -132,7 +132,11 @@ impl ServiceArgs {
 #[derive(Args, Debug, Clone)]
 pub struct HealthcheckArgs {
     /// Base URL of the adapter's admin listener.
-    #[arg(long, env = "ADAPTER_ADMIN_URL", default_value = "http://127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "ADAPTER_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
     pub admin_url: String,
     /// Seconds to wait for an answer.
     #[arg(long, env = "ADAPTER_HEALTHCHECK_TIMEOUT", default_value_t = 3)]

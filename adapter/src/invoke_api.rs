@@ -64,7 +64,10 @@ where
         background,
     });
     let router = Router::new()
-        .route("/2015-03-31/functions/{name}/invocations", post(invoke::<S>))
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::<S>),
+        )
         .with_state(api);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -120,7 +123,11 @@ where
     } else {
         payload
     };
-    let invocation = Invocation::new(payload, api.config.timeout);
+    let mut invocation = Invocation::new(payload, api.config.timeout);
+    invocation.trace_id = headers
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let request_id = invocation.request_id.clone();
     let mut response = match invocation_type {
         "RequestResponse" => request_response(&api.invoker, invocation).await,
@@ -155,7 +162,10 @@ where
         headers.insert("x-amzn-requestid", id);
     }
     if success {
-        headers.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+        headers.insert(
+            "x-amz-executed-version",
+            HeaderValue::from_static("$LATEST"),
+        );
     }
     response
 }
@@ -173,7 +183,8 @@ where
         Ok(InvocationResponse::FunctionError { payload, .. }) => unhandled(payload),
         // Lambda reports a timeout or a crashed runtime as an unhandled function error.
         Err(error @ (InvokeError::Timeout { .. } | InvokeError::ExitError { .. })) => {
-            let payload = json!({"errorType": error.error_type(), "errorMessage": error.to_string()});
+            let payload =
+                json!({"errorType": error.error_type(), "errorMessage": error.to_string()});
             unhandled(Bytes::from(payload.to_string()))
         }
         Err(error @ (InvokeError::NotReady | InvokeError::ShuttingDown)) => aws_error(
@@ -204,12 +215,19 @@ fn json_body(status: StatusCode, body: Bytes) -> Response {
 
 /// An error as Lambda's REST-JSON protocol sends it; the SDKs read the type from the header.
 fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
-    let kind = if status.is_client_error() { "User" } else { "Service" };
+    let kind = if status.is_client_error() {
+        "User"
+    } else {
+        "Service"
+    };
     (
         status,
         [
             (header::CONTENT_TYPE, "application/json"),
-            (header::HeaderName::from_static("x-amzn-errortype"), error_type),
+            (
+                header::HeaderName::from_static("x-amzn-errortype"),
+                error_type,
+            ),
         ],
         json!({"Type": kind, "message": message, "__type": error_type}).to_string(),
     )
@@ -249,6 +267,10 @@ mod tests {
         assert!(!names_function("other", None, f));
         assert!(!names_function("enqueue", Some("7"), f));
         assert!(!names_function("enqueue:prod", None, f));
-        assert!(!names_function("arn:aws:lambda:us-east-1:1:function:sleep", None, f));
+        assert!(!names_function(
+            "arn:aws:lambda:us-east-1:1:function:sleep",
+            None,
+            f
+        ));
     }
 }

@@ -10,7 +10,9 @@ async fn main() -> ExitCode {
     let cli = adapter::cli::Cli::parse();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_current_span(false)
         .init();
     adapter::app::run(cli).await

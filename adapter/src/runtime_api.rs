@@ -55,11 +55,14 @@ pub(crate) fn router(api: RuntimeApi) -> Router {
 
 async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
     let Some(incarnation) = api.slot.current() else {
-        return api_error(StatusCode::INTERNAL_SERVER_ERROR, "NoProcess", "no live process");
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "NoProcess",
+            "no live process",
+        );
     };
-    if incarnation.mark_initialised() {
+    if incarnation.mark_initialised(|| api.queue.process_up()) {
         tracing::info!(process = api.slot.index, "function process initialised");
-        api.queue.process_up();
     }
     let job = tokio::select! {
         job = api.queue.next() => job,
@@ -75,25 +78,34 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
         job.complete(Err(InvokeError::ExitError {
             detail: "the request id is not a valid header value".to_owned(),
         }));
-        return api_error(StatusCode::INTERNAL_SERVER_ERROR, "InvalidRequestId", "retry");
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InvalidRequestId",
+            "retry",
+        );
     };
     headers.insert(REQUEST_ID, request_id);
     headers.insert(DEADLINE_MS, HeaderValue::from(deadline_ms));
     if let Ok(arn) = HeaderValue::from_str(&api.function_arn) {
         headers.insert(FUNCTION_ARN, arn);
     }
-    if let Some(trace) = invocation.trace_id.as_deref() {
-        if let Ok(trace) = HeaderValue::from_str(trace) {
-            headers.insert(TRACE_ID, trace);
-        }
+    if let Some(Ok(trace)) = invocation.trace_id.as_deref().map(HeaderValue::from_str) {
+        headers.insert(TRACE_ID, trace);
     }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let payload = invocation.payload.clone();
     let request_id = invocation.request_id.clone();
     if let Err(job) = incarnation.start(job) {
         // The process started dying after it asked: someone else gets the job.
-        api.queue.requeue(job);
-        return api_error(StatusCode::GONE, "ProcessRetired", "this process takes no more work");
+        api.queue.requeue(*job);
+        return api_error(
+            StatusCode::GONE,
+            "ProcessRetired",
+            "this process takes no more work",
+        );
     }
     tracing::debug!(process = api.slot.index, %request_id, "invocation handed to function");
     (StatusCode::OK, headers, payload).into_response()
@@ -157,12 +169,17 @@ async fn init_error(State(api): State<RuntimeApi>, headers: HeaderMap, body: Bod
     let error_type = error_type_of(&payload, &headers);
     let message = serde_json::from_slice::<serde_json::Value>(&payload)
         .ok()
-        .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| String::from_utf8_lossy(&payload).into_owned());
     let failure = format!("function reported an init error: {error_type}: {message}");
     tracing::error!(process = api.slot.index, "{failure}");
-    api.slot.record_failure(failure);
+    api.slot.record_failure(failure.clone());
     if let Some(incarnation) = api.slot.current() {
+        incarnation.set_init_error(failure);
         // Lambda ends a sandbox whose init failed; so does the adapter (and then starts another).
         incarnation.request_kill(KillReason::InitError);
     }
@@ -214,7 +231,11 @@ fn is_streaming(headers: &HeaderMap) -> bool {
 fn error_type_of(payload: &[u8], headers: &HeaderMap) -> String {
     serde_json::from_slice::<serde_json::Value>(payload)
         .ok()
-        .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("errorType")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        })
         .or_else(|| {
             headers
                 .get(FUNCTION_ERROR_TYPE)
@@ -230,7 +251,9 @@ pub(crate) fn error_payload(error_type: &str, message: &str) -> Bytes {
 }
 
 fn deadline_ms(now: SystemTime, timeout: Duration) -> u64 {
-    let deadline = (now + timeout).duration_since(UNIX_EPOCH).unwrap_or_default();
+    let deadline = (now + timeout)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -249,6 +272,141 @@ fn api_error(status: StatusCode, error_type: &str, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::metrics::HostMetrics;
+    use crate::host::process::Incarnation;
+    use crate::host::queue::{InvokeResult, Job};
+    use crate::invocation::Invocation;
+    use tokio::sync::{Semaphore, oneshot};
+    use tower::ServiceExt as _;
+
+    struct Fixture {
+        router: Router,
+        queue: Arc<WorkQueue>,
+        metrics: Arc<HostMetrics>,
+        permits: Arc<Semaphore>,
+    }
+
+    fn fixture() -> Fixture {
+        let metrics = Arc::new(HostMetrics::new(&mut Default::default()));
+        let queue = Arc::new(WorkQueue::new(metrics.clone()));
+        let slot = Arc::new(Slot::new(0, ([127, 0, 0, 1], 1).into()));
+        slot.set_current(Some(Incarnation::new()));
+        let router = router(RuntimeApi {
+            slot,
+            queue: queue.clone(),
+            function_arn: "arn:aws:lambda:us-east-1:0:function:f".into(),
+        });
+        Fixture {
+            router,
+            queue,
+            metrics,
+            permits: Arc::new(Semaphore::new(8)),
+        }
+    }
+
+    impl Fixture {
+        async fn submit(&self, payload: &'static str) -> (String, oneshot::Receiver<InvokeResult>) {
+            let permit = self.permits.clone().acquire_owned().await.expect("permit");
+            let invocation = Invocation::new(payload, Duration::from_secs(30));
+            let id = invocation.request_id.clone();
+            let (job, reply) = Job::new(invocation, permit, self.metrics.clone());
+            self.queue.submit(job);
+            (id, reply)
+        }
+
+        async fn call(&self, method: &str, uri: &str, body: &'static str) -> Response {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::from(body))
+                .expect("request");
+            self.router
+                .clone()
+                .oneshot(request)
+                .await
+                .expect("infallible")
+        }
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn next_response_and_error_round_trip() {
+        let f = fixture();
+        // Nobody has called /next yet: the host is not ready and refuses work.
+        let (_, refused) = f.submit("{}").await;
+        assert_eq!(refused.await.ok(), Some(Err(InvokeError::NotReady)));
+
+        // The first /next marks the process up; it long-polls until a job arrives.
+        let next = tokio::spawn({
+            let router = f.router.clone();
+            async move {
+                let request = http::Request::get("/2018-06-01/runtime/invocation/next")
+                    .body(Body::empty())
+                    .expect("request");
+                router.oneshot(request).await.expect("infallible")
+            }
+        });
+        let mut ready = f.queue.ready_processes();
+        ready.wait_for(|n| *n == 1).await.expect("process up");
+        let (id, reply) = f.submit(r#"{"k":1}"#).await;
+        let event = next.await.expect("task");
+        assert_eq!(event.status(), StatusCode::OK);
+        assert_eq!(event.headers()[REQUEST_ID], id.as_str());
+        assert_eq!(
+            event.headers()[FUNCTION_ARN],
+            "arn:aws:lambda:us-east-1:0:function:f"
+        );
+        assert!(
+            event.headers()[DEADLINE_MS]
+                .to_str()
+                .is_ok_and(|d| d.parse::<u64>().is_ok())
+        );
+        assert_eq!(body_text(event).await, r#"{"k":1}"#);
+
+        let uri = format!("/2018-06-01/runtime/invocation/{id}/response");
+        let ack = f.call("POST", &uri, r#""done""#).await;
+        assert_eq!(ack.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            reply.await.ok(),
+            Some(Ok(InvocationResponse::Success(Bytes::from_static(
+                b"\"done\""
+            ))))
+        );
+        // A second reply for the same invocation is refused.
+        assert_eq!(f.call("POST", &uri, "{}").await.status(), StatusCode::GONE);
+
+        // An error reply.
+        let (id, reply) = f.submit("{}").await;
+        let event = f
+            .call("GET", "/2018-06-01/runtime/invocation/next", "")
+            .await;
+        assert_eq!(event.headers()[REQUEST_ID], id.as_str());
+        let uri = format!("/2018-06-01/runtime/invocation/{id}/error");
+        let body = r#"{"errorType":"Boom","errorMessage":"bad"}"#;
+        assert_eq!(
+            f.call("POST", &uri, body).await.status(),
+            StatusCode::ACCEPTED
+        );
+        match reply.await {
+            Ok(Ok(InvocationResponse::FunctionError {
+                error_type,
+                payload,
+            })) => {
+                assert_eq!(error_type, "Boom");
+                assert_eq!(payload, Bytes::from_static(body.as_bytes()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn deadline_is_now_plus_timeout_in_epoch_millis() {

@@ -13,7 +13,10 @@ pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
             _ = interrupt.recv() => "SIGINT",
             () = token.cancelled() => return,
         };
-        tracing::info!(signal = name, "shutting down: no new work; draining what is in flight");
+        tracing::info!(
+            signal = name,
+            "shutting down: no new work; draining what is in flight"
+        );
         token.cancel();
     });
     Ok(())

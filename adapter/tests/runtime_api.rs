@@ -9,10 +9,19 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn ok_reply_carries_lambda_context_and_environment() {
     let mut adapter = Spawn::http("fixture")
-        .args(&["--function-name", "my-fn", "--memory-size", "256", "--timeout", "7"])
+        .args(&[
+            "--function-name",
+            "my-fn",
+            "--memory-size",
+            "256",
+            "--timeout",
+            "7",
+        ])
         .start();
     adapter.wait_ready().await;
-    let reply = adapter.invoke("my-fn", &json!({"action": "ok", "n": 1})).await;
+    let reply = adapter
+        .invoke("my-fn", &json!({"action": "ok", "n": 1}))
+        .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.header("x-amz-function-error"), None);
     let body = reply.json();
@@ -21,7 +30,10 @@ async fn ok_reply_carries_lambda_context_and_environment() {
         Some(body["request_id"].as_str().unwrap_or_default()),
         reply.header("x-amzn-requestid")
     );
-    assert_eq!(body["function_arn"], "arn:aws:lambda:us-east-1:000000000000:function:my-fn");
+    assert_eq!(
+        body["function_arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:my-fn"
+    );
     // The deadline is the start plus the 7 s timeout (the function saw it in epoch millis).
     let started = body["started_ms"].as_u64().unwrap_or_default();
     let deadline = body["deadline_ms"].as_u64().unwrap_or_default();
@@ -31,8 +43,16 @@ async fn ok_reply_carries_lambda_context_and_environment() {
     assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
     assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], "/aws/lambda/my-fn");
-    assert!(env["AWS_LAMBDA_LOG_STREAM_NAME"].as_str().is_some_and(|s| s.contains("[$LATEST]")));
-    assert!(env["AWS_LAMBDA_RUNTIME_API"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")));
+    assert!(
+        env["AWS_LAMBDA_LOG_STREAM_NAME"]
+            .as_str()
+            .is_some_and(|s| s.contains("[$LATEST]"))
+    );
+    assert!(
+        env["AWS_LAMBDA_RUNTIME_API"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1:"))
+    );
     assert!(env.get("AWS_LAMBDA_MAX_CONCURRENCY").is_none());
 }
 
@@ -47,7 +67,10 @@ async fn handler_error_and_panic_are_unhandled_function_errors() {
 
     let reply = adapter.invoke("fixture", &json!({"action": "panic"})).await;
     assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
-    let message = reply.json()["errorMessage"].as_str().unwrap_or_default().to_owned();
+    let message = reply.json()["errorMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(message.contains("fixture panic on purpose"), "{message}");
 
     // The same process goes on serving: a panic is caught by the runtime.
@@ -58,7 +81,9 @@ async fn handler_error_and_panic_are_unhandled_function_errors() {
 
 #[tokio::test]
 async fn crash_fails_the_invocation_and_the_process_restarts() {
-    let mut adapter = Spawn::http("fixture").args(&["--max-concurrency", "1"]).start();
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--max-concurrency", "1"])
+        .start();
     adapter.wait_ready().await;
     let before = adapter.invoke("fixture", &json!({})).await.json()["pid"].clone();
 
@@ -67,10 +92,18 @@ async fn crash_fails_the_invocation_and_the_process_restarts() {
     assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
     let error = reply.json();
     assert_eq!(error["errorType"], "Runtime.ExitError");
-    assert!(error["errorMessage"].as_str().unwrap_or_default().contains("exit status 3"), "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit status 3"),
+        "{error}"
+    );
 
     // A later invocation succeeds, in a new process.
-    adapter.wait_metric("adapter_function_restarts_total", |v| v >= 1.0).await;
+    adapter
+        .wait_metric("adapter_function_restarts_total", |v| v >= 1.0)
+        .await;
     adapter.wait_ready().await;
     let after = invoke_until_success(&adapter, &json!({})).await;
     assert_ne!(after["pid"], before);
@@ -91,9 +124,15 @@ async fn timeout_fails_the_invocation_and_replaces_the_process() {
     assert_eq!(error["errorMessage"], "Task timed out after 1.00 seconds");
 
     let after = invoke_until_success(&adapter, &json!({})).await;
-    assert_ne!(after["pid"], before, "the hung process must have been replaced");
+    assert_ne!(
+        after["pid"], before,
+        "the hung process must have been replaced"
+    );
     let metrics = adapter.metrics().await;
-    assert_eq!(metrics.get("adapter_invocations_total{outcome=\"timeout\"}"), Some(&1.0));
+    assert_eq!(
+        metrics.get("adapter_invocations_total{outcome=\"timeout\"}"),
+        Some(&1.0)
+    );
 }
 
 #[tokio::test]
@@ -105,7 +144,10 @@ async fn init_error_makes_the_adapter_exit_with_the_reason() {
     let status = adapter.wait_exit(WAIT).await;
     assert!(!status.success());
     let log = adapter.log();
-    assert!(log.contains("no function process initialised within 2 s"), "{log}");
+    assert!(
+        log.contains("no function process initialised within 2 s"),
+        "{log}"
+    );
     assert!(log.contains("fixture init failed on purpose"), "{log}");
 }
 
@@ -118,7 +160,10 @@ async fn exit_before_next_makes_the_adapter_exit_with_the_reason() {
     let status = adapter.wait_exit(WAIT).await;
     assert!(!status.success());
     let log = adapter.log();
-    assert!(log.contains("function process failed to initialise: exit status 3"), "{log}");
+    assert!(
+        log.contains("function process failed to initialise: exit status 3"),
+        "{log}"
+    );
 }
 
 /// Invokes until the function succeeds (while a process restarts, the host answers "not ready").
@@ -129,7 +174,10 @@ async fn invoke_until_success(adapter: &common::Adapter, payload: &Value) -> Val
         if reply.status == 200 && reply.header("x-amz-function-error").is_none() {
             return reply.json();
         }
-        assert!(std::time::Instant::now() < deadline, "never succeeded: {reply:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never succeeded: {reply:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

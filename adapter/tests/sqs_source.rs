@@ -32,7 +32,9 @@ async fn client() -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
         .load()
         .await;
     Client::new(&config)
@@ -45,7 +47,14 @@ fn sqs_fixture() -> &'static Path {
     PATH.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "test-functions", "--bin", "sqs_fixture"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "test-functions",
+                "--bin",
+                "sqs_fixture",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
@@ -67,7 +76,10 @@ struct Queues {
 impl Queues {
     async fn new(test: &str, visibility_timeout: u32, max_receive_count: u32) -> Self {
         let client = client().await;
-        let name = format!("sqs-src-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let name = format!(
+            "sqs-src-{test}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let dlq_url = client
             .create_queue()
             .queue_name(format!("{name}-dlq"))
@@ -90,14 +102,21 @@ impl Queues {
         let url = client
             .create_queue()
             .queue_name(&name)
-            .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string())
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.to_string(),
+            )
             .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
             .send()
             .await
             .expect("create queue")
             .queue_url
             .expect("a queue url");
-        Self { client, url, dlq_url }
+        Self {
+            client,
+            url,
+            dlq_url,
+        }
     }
 
     /// Sends each body; returns the message ids in order.
@@ -130,7 +149,12 @@ impl Queues {
             .expect("queue attributes")
             .attributes
             .unwrap_or_default();
-        let count = |name| attributes.get(&name).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+        let count = |name| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX)
+        };
         (
             count(QueueAttributeName::ApproximateNumberOfMessages),
             count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
@@ -177,6 +201,11 @@ struct Adapter {
 
 impl Adapter {
     async fn start(queue_url: &str, args: &[&str]) -> Self {
+        Self::start_via(&endpoint(), queue_url, args).await
+    }
+
+    /// Starts the adapter with `endpoint` as its `AWS_ENDPOINT_URL`.
+    async fn start_via(endpoint: &str, queue_url: &str, args: &[&str]) -> Self {
         let fixture = sqs_fixture();
         let admin = free_address();
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -187,22 +216,37 @@ impl Adapter {
         let err = out.try_clone().expect("output file");
         let child = Command::new(env!("CARGO_BIN_EXE_adapter"))
             .arg("sqs")
-            .args(["--queue-url", queue_url, "--admin-listen", &admin, "--shutdown-grace", "3"])
+            .args([
+                "--queue-url",
+                queue_url,
+                "--admin-listen",
+                &admin,
+                "--shutdown-grace",
+                "3",
+            ])
             .args(args)
             .arg("--")
             .arg(fixture)
-            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("RUST_LOG", "adapter=debug,info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SQS_TEST_RUST_LOG").unwrap_or_else(|_| "adapter=debug,info".into()),
+            )
             .env("SQS_FIXTURE_LOG", &log)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .expect("adapter starts");
-        Self { child, admin, log, output }
+        Self {
+            child,
+            admin,
+            log,
+            output,
+        }
     }
 
     /// The function's log lines.
@@ -222,35 +266,57 @@ impl Adapter {
             if parts.next() == Some("record")
                 && let (Some(id), Some(count)) = (parts.next(), parts.next())
             {
-                seen.entry(id.to_owned()).or_default().push(count.parse().unwrap_or(0));
+                seen.entry(id.to_owned())
+                    .or_default()
+                    .push(count.parse().unwrap_or(0));
             }
         }
         seen
     }
 
-    /// A Prometheus sample from the admin listener's `/metrics`.
-    async fn metric(&self, name: &str) -> Option<f64> {
+    /// `GET path` on the admin listener: the status code and the body.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.admin);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        );
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await.ok()?;
-        response
-            .lines()
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
+    }
+
+    /// A Prometheus sample from the admin listener's `/metrics`.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The status of `/readyz`.
+    async fn readiness(&self) -> Option<u16> {
+        self.get("/readyz").await.map(|(status, _)| status)
+    }
+
     fn sigterm(&self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
     }
 
     async fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
         match tokio::time::timeout(bound, self.child.wait()).await {
             Ok(status) => status.expect("wait for the adapter"),
-            Err(_) => panic!("the adapter did not exit within {bound:?}; output: {}", self.output_text()),
+            Err(_) => panic!(
+                "the adapter did not exit within {bound:?}; output: {}",
+                self.output_text()
+            ),
         }
     }
 
@@ -265,6 +331,58 @@ impl Drop for Adapter {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.sigterm();
         }
+    }
+}
+
+/// A TCP proxy to LocalStack that can be cut: a real network outage for one adapter, without
+/// stopping the LocalStack other tests share.
+struct Proxy {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let target = endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (up, _) = tokio::sync::watch::channel(true);
+        let state = up.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut down = state.subscribe();
+                if !*down.borrow() {
+                    continue; // dropped: the connection is reset
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { url, up, task }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -284,7 +402,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -311,11 +432,17 @@ fn max_overlap(lines: &[String]) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_batch_leaves_exactly_the_failed_messages() {
     let queues = Queues::new("mixed", 30, 10).await;
-    let bodies: Vec<_> = (0..6).map(|i| json!({"n": i, "fail": i % 2 == 1})).collect();
+    let bodies: Vec<_> = (0..6)
+        .map(|i| json!({"n": i, "fail": i % 2 == 1}))
+        .collect();
     let ids = queues.send(&bodies).await;
     let failed: BTreeSet<String> = ids.iter().skip(1).step_by(2).cloned().collect();
 
-    let mut adapter = Adapter::start(&queues.url, &["--batch-size", "10", "--batching-window", "1"]).await;
+    let mut adapter = Adapter::start(
+        &queues.url,
+        &["--batch-size", "10", "--batching-window", "1"],
+    )
+    .await;
     wait_for("every message processed", WAIT, || async {
         (adapter.records().len() == ids.len()).then_some(())
     })
@@ -326,13 +453,20 @@ async fn mixed_batch_leaves_exactly_the_failed_messages() {
     })
     .await;
     adapter.sigterm();
-    assert!(adapter.wait_exit(WAIT).await.success(), "{}", adapter.output_text());
+    assert!(
+        adapter.wait_exit(WAIT).await.success(),
+        "{}",
+        adapter.output_text()
+    );
 
     // Once their visibility timeout ends, exactly the failed messages come back.
     let mut back = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while back.len() < failed.len() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for the failed messages: {back:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the failed messages: {back:?}"
+        );
         for (id, _) in queues.receive(&queues.url, 1, 60).await {
             back.insert(id);
         }
@@ -340,14 +474,21 @@ async fn mixed_batch_leaves_exactly_the_failed_messages() {
     assert_eq!(back, failed);
     assert_eq!(queues.depth().await.0, 0, "nothing else is visible");
     for id in &ids {
-        assert_eq!(adapter.records()[id].len(), 1, "{id} processed once: {:?}", adapter.records());
+        assert_eq!(
+            adapter.records()[id].len(),
+            1,
+            "{id} processed once: {:?}",
+            adapter.records()
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_message_reaches_the_dlq_after_max_receive_count() {
     let queues = Queues::new("poison", 1, 2).await;
-    let ids = queues.send(&[json!({"fail": true}), json!({"ok": true})]).await;
+    let ids = queues
+        .send(&[json!({"fail": true}), json!({"ok": true})])
+        .await;
     let (poison, good) = (&ids[0], &ids[1]);
 
     let adapter = Adapter::start(&queues.url, &["--batch-size", "1"]).await;
@@ -356,14 +497,31 @@ async fn poison_message_reaches_the_dlq_after_max_receive_count() {
         (!got.is_empty()).then_some(got)
     })
     .await;
-    assert_eq!(in_dlq.iter().map(|(id, _)| id).collect::<Vec<_>>(), [poison]);
-    wait_for("the main queue empty", WAIT, || async { (queues.depth().await == (0, 0)).then_some(()) }).await;
+    assert_eq!(
+        in_dlq.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        [poison]
+    );
+    wait_for("the main queue empty", WAIT, || async {
+        (queues.depth().await == (0, 0)).then_some(())
+    })
+    .await;
 
     let records = adapter.records();
-    assert_eq!(records[poison], [1, 2], "run once per receive, maxReceiveCount times");
-    assert_eq!(records[good], [1], "the good message runs once and is deleted");
+    assert_eq!(
+        records[poison],
+        [1, 2],
+        "run once per receive, maxReceiveCount times"
+    );
+    assert_eq!(
+        records[good],
+        [1],
+        "the good message runs once and is deleted"
+    );
     assert_eq!(adapter.metric("sqs_messages_failed_total").await, Some(2.0));
-    assert_eq!(adapter.metric("sqs_messages_deleted_total").await, Some(1.0));
+    assert_eq!(
+        adapter.metric("sqs_messages_deleted_total").await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,14 +531,25 @@ async fn task_longer_than_the_visibility_timeout_runs_once() {
     let queues = Queues::new("extend", 2, 5).await;
     let ids = queues.send(&[json!({"sleep_ms": 6000})]).await;
 
-    let mut adapter = Adapter::start(&queues.url, &["--batch-size", "1", "--max-concurrency", "2"]).await;
+    let mut adapter = Adapter::start(
+        &queues.url,
+        &["--batch-size", "1", "--max-concurrency", "2"],
+    )
+    .await;
     wait_for("the message deleted", WAIT, || async {
         let finished = adapter.lines().iter().any(|l| l.starts_with("end "));
         (finished && queues.depth().await == (0, 0)).then_some(())
     })
     .await;
-    assert_eq!(adapter.records()[&ids[0]], [1], "processed once, on its first receive");
-    let extensions = adapter.metric("sqs_visibility_extensions_total").await.unwrap_or(0.0);
+    assert_eq!(
+        adapter.records()[&ids[0]],
+        [1],
+        "processed once, on its first receive"
+    );
+    let extensions = adapter
+        .metric("sqs_visibility_extensions_total")
+        .await
+        .unwrap_or(0.0);
     assert!(extensions >= 1.0, "visibility was extended ({extensions})");
     adapter.sigterm();
     assert!(adapter.wait_exit(WAIT).await.success());
@@ -397,10 +566,18 @@ async fn max_concurrency_is_reached_and_never_exceeded() {
         .collect();
     let ids = queues.send(&bodies).await;
 
-    let adapter = Adapter::start(&queues.url, &["--batch-size", "1", "--max-concurrency", "3"]).await;
-    wait_for("every message processed and deleted", Duration::from_secs(90), || async {
-        (adapter.records().len() == ids.len() && queues.depth().await == (0, 0)).then_some(())
-    })
+    let adapter = Adapter::start(
+        &queues.url,
+        &["--batch-size", "1", "--max-concurrency", "3"],
+    )
+    .await;
+    wait_for(
+        "every message processed and deleted",
+        Duration::from_secs(90),
+        || async {
+            (adapter.records().len() == ids.len() && queues.depth().await == (0, 0)).then_some(())
+        },
+    )
     .await;
     assert_eq!(max_overlap(&adapter.lines()), 3, "{:?}", adapter.lines());
     assert!(adapter.records().values().all(|runs| runs.len() == 1));
@@ -420,16 +597,79 @@ async fn sigterm_mid_batch_releases_the_message_at_once() {
     .await;
     adapter.sigterm();
     let status = adapter.wait_exit(Duration::from_secs(30)).await;
-    assert!(status.success(), "clean exit: {status:?}; {}", adapter.output_text());
+    assert!(
+        status.success(),
+        "clean exit: {status:?}; {}",
+        adapter.output_text()
+    );
 
-    let back = wait_for("the message visible again", Duration::from_secs(20), || async {
-        let got = queues.receive(&queues.url, 1, 120).await;
-        (!got.is_empty()).then_some(got)
+    let back = wait_for(
+        "the message visible again",
+        Duration::from_secs(20),
+        || async {
+            let got = queues.receive(&queues.url, 1, 120).await;
+            (!got.is_empty()).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(
+        back,
+        [(ids[0].clone(), 2)],
+        "released, then received a second time"
+    );
+    assert!(
+        adapter
+            .output_text()
+            .contains("released in-flight messages at shutdown"),
+        "{}",
+        adapter.output_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
+    let queues = Queues::new("outage", 30, 5).await;
+    let proxy = Proxy::start().await;
+    let mut adapter = Adapter::start_via(&proxy.url, &queues.url, &["--batch-size", "1"]).await;
+    wait_for("ready", WAIT, || async {
+        (adapter.readiness().await == Some(200)).then_some(())
     })
     .await;
-    assert_eq!(back, [(ids[0].clone(), 2)], "released, then received a second time");
+
+    proxy.set_up(false);
+    wait_for("not ready while SQS is unreachable", WAIT, || async {
+        (adapter.readiness().await == Some(503)).then_some(())
+    })
+    .await;
+    let errors = adapter
+        .metric("sqs_receive_errors_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(errors >= 1.0, "receive errors counted ({errors})");
+    // Sent during the outage, straight to SQS: it must be processed once SQS is back.
+    let ids = queues.send(&[json!({"ok": true})]).await;
     assert!(
-        adapter.output_text().contains("released in-flight messages at shutdown"),
+        adapter.child.try_wait().expect("status").is_none(),
+        "the adapter keeps running"
+    );
+
+    proxy.set_up(true);
+    wait_for(
+        "the message processed and deleted after the outage",
+        WAIT,
+        || async {
+            let done = adapter.records().contains_key(&ids[0]);
+            (done && queues.depth().await == (0, 0)).then_some(())
+        },
+    )
+    .await;
+    wait_for("ready again", WAIT, || async {
+        (adapter.readiness().await == Some(200)).then_some(())
+    })
+    .await;
+    adapter.sigterm();
+    assert!(
+        adapter.wait_exit(WAIT).await.success(),
         "{}",
         adapter.output_text()
     );

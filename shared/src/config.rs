@@ -61,7 +61,7 @@ impl QueueConfig {
             .or_else(|| queue_url.strip_prefix("http://"))
             .ok_or_else(|| invalid("it must start with http:// or https://"))?;
         let mut parts = rest.split('/').filter(|p| !p.is_empty());
-        if parts.next().is_none() || parts.last().is_none() {
+        if parts.next().is_none() || parts.next_back().is_none() {
             return Err(invalid(
                 "it must end with the queue's name, like .../<account>/<name>",
             ));

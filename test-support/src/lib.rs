@@ -187,3 +187,87 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A child process in its own process group, stopped (the whole group) when dropped, with its
+/// stdout and stderr captured to a file the test can search.
+#[derive(Debug)]
+pub struct Service {
+    child: std::process::Child,
+    /// Where its output goes.
+    pub log: std::path::PathBuf,
+}
+
+impl Service {
+    /// Starts `command` with its output to a fresh log file named after `name`.
+    pub fn start(name: &str, mut command: std::process::Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        let log =
+            std::env::temp_dir().join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).expect("a log file");
+        let err = file.try_clone().expect("a log file handle");
+        command
+            .stdout(file)
+            .stderr(err)
+            .stdin(std::process::Stdio::null())
+            .process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Self { child, log }
+    }
+
+    /// The process's output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the whole process group.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, signal);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A plain HTTP/1.1 exchange: `(status, body)`. Connection errors are `Err` so tests can wait for
+/// a server to come up.
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(body.into()))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -78,7 +78,9 @@ impl HostMetrics {
             Err(InvokeError::NotReady) => "not_ready",
             Err(InvokeError::ShuttingDown) => "shutting_down",
         };
-        self.invocations.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.invocations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
 
@@ -95,7 +97,8 @@ impl HostMetrics {
 
     /// Sets how many processes are ready.
     pub(crate) fn set_ready_processes(&self, ready: usize) {
-        self.ready_processes.set(i64::try_from(ready).unwrap_or(i64::MAX));
+        self.ready_processes
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
 }
 

@@ -75,8 +75,14 @@ impl HostConfig {
     /// The environment Lambda gives a function, less the per-process variables.
     fn lambda_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("AWS_LAMBDA_FUNCTION_NAME".into(), self.function_name.clone()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), self.memory_size.to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_NAME".into(),
+                self.function_name.clone(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+                self.memory_size.to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
             ("AWS_LAMBDA_LOG_GROUP_NAME".into(), self.log_group.clone()),
             ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
@@ -256,10 +262,7 @@ impl tower::Service<Invocation> for Invoker {
                 .await
                 .map_err(|_| InvokeError::ShuttingDown)?;
             let (job, reply) = Job::new(invocation, permit, shared.metrics.clone());
-            if let Err((job, error)) = shared.queue.submit(job) {
-                job.complete(Err(error.clone()));
-                return Err(error);
-            }
+            shared.queue.submit(job);
             // The sender only drops without a reply if the host itself is torn down.
             reply.await.unwrap_or(Err(InvokeError::ShuttingDown))
         })

@@ -77,6 +77,7 @@ struct State {
     initialised: bool,
     retired: bool,
     kill_reason: Option<KillReason>,
+    init_error: Option<String>,
 }
 
 /// One run of the function binary.
@@ -98,15 +99,27 @@ impl Incarnation {
         })
     }
 
-    /// Notes a call to `/next`; true the first time, when the process has just initialised.
-    /// False as well once retired, so a dying process is never counted as up.
-    pub(crate) fn mark_initialised(&self) -> bool {
+    /// Notes a call to `/next`. The first time (the process has just initialised) runs `on_up`,
+    /// under the same lock as [`Incarnation::retire`], so "up" and "down" are never reordered.
+    /// A retired process is never counted as up.
+    pub(crate) fn mark_initialised(&self, on_up: impl FnOnce()) -> bool {
         let mut state = lock(&self.state);
         let first = !state.initialised && !state.retired;
         if first {
             state.initialised = true;
+            on_up();
         }
         first
+    }
+
+    /// Records what the process reported to `/runtime/init/error`.
+    pub(crate) fn set_init_error(&self, message: String) {
+        lock(&self.state).init_error = Some(message);
+    }
+
+    /// What the process reported to `/runtime/init/error`, if it did.
+    pub(crate) fn init_error(&self) -> Option<String> {
+        lock(&self.state).init_error.clone()
     }
 
     /// Whether the process has called `/next` at least once.
@@ -137,11 +150,11 @@ impl Incarnation {
 
     /// Registers a job the process has just been handed, and arms its timeout. Gives the job
     /// back when the process is already retired.
-    pub(crate) fn start(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+    pub(crate) fn start(self: &Arc<Self>, job: Job) -> Result<(), Box<Job>> {
         let mut state = lock(&self.state);
         // A process being killed takes nothing new: the job goes back to the queue for another.
         if state.retired || self.kill.is_cancelled() {
-            return Err(job);
+            return Err(Box::new(job));
         }
         let request_id = job.invocation.request_id.clone();
         let timeout = job.invocation.timeout;
@@ -176,11 +189,15 @@ impl Incarnation {
         Some(running.job)
     }
 
-    /// The process is gone: fails what it held with `error` and reports whether it had initialised.
-    pub(crate) fn retire(&self, error: &InvokeError) -> bool {
+    /// The process is gone: fails what it held with `error`. If it had initialised, runs
+    /// `on_down` (under the lock, see [`Incarnation::mark_initialised`]) and returns true.
+    pub(crate) fn retire(&self, error: &InvokeError, on_down: impl FnOnce()) -> bool {
         let (running, initialised) = {
             let mut state = lock(&self.state);
             state.retired = true;
+            if state.initialised {
+                on_down();
+            }
             (std::mem::take(&mut state.running), state.initialised)
         };
         self.retired.cancel();

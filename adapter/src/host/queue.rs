@@ -91,19 +91,24 @@ impl WorkQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a job, or gives it back with the reason it cannot run.
-    pub(crate) fn submit(&self, job: Job) -> Result<(), (Job, InvokeError)> {
+    /// Queues a job; one that cannot run is completed at once with the reason.
+    pub(crate) fn submit(&self, job: Job) {
         let mut state = self.lock();
-        if state.closed {
-            return Err((job, InvokeError::ShuttingDown));
-        }
-        if state.ready_processes == 0 {
-            return Err((job, InvokeError::NotReady));
+        let refusal = if state.closed {
+            Some(InvokeError::ShuttingDown)
+        } else if state.ready_processes == 0 {
+            Some(InvokeError::NotReady)
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            drop(state);
+            job.complete(Err(error));
+            return;
         }
         state.jobs.push_back(job);
         drop(state);
         self.work_available.notify_one();
-        Ok(())
     }
 
     /// Puts back a job a process took but could not start, ahead of the others.
@@ -170,5 +175,68 @@ impl WorkQueue {
     /// How many processes are up, as it changes.
     pub(crate) fn ready_processes(&self) -> watch::Receiver<usize> {
         self.ready.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    fn queue() -> (WorkQueue, Arc<HostMetrics>) {
+        let metrics = Arc::new(HostMetrics::new(&mut Default::default()));
+        (WorkQueue::new(metrics.clone()), metrics)
+    }
+
+    fn job(
+        metrics: &Arc<HostMetrics>,
+        name: &'static str,
+    ) -> (Job, oneshot::Receiver<InvokeResult>) {
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("permit");
+        let mut invocation = Invocation::new("{}", Duration::from_secs(1));
+        invocation.request_id = name.to_owned();
+        Job::new(invocation, permit, metrics.clone())
+    }
+
+    #[tokio::test]
+    async fn requeued_jobs_go_first() {
+        let (queue, metrics) = queue();
+        queue.process_up();
+        let (a, _a) = job(&metrics, "a");
+        let (b, _b) = job(&metrics, "b");
+        queue.submit(a);
+        queue.submit(b);
+        let first = queue.next().await;
+        assert_eq!(first.invocation.request_id, "a");
+        queue.requeue(first);
+        assert_eq!(queue.next().await.invocation.request_id, "a");
+        assert_eq!(queue.next().await.invocation.request_id, "b");
+    }
+
+    #[tokio::test]
+    async fn last_process_down_fails_waiting_jobs_as_not_ready() {
+        let (queue, metrics) = queue();
+        queue.process_up();
+        let (a, a_reply) = job(&metrics, "a");
+        queue.submit(a);
+        queue.process_down();
+        assert_eq!(a_reply.await.ok(), Some(Err(InvokeError::NotReady)));
+        assert_eq!(*queue.ready_processes().borrow(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_fails_waiting_and_new_jobs_as_shutting_down() {
+        let (queue, metrics) = queue();
+        queue.process_up();
+        let (a, a_reply) = job(&metrics, "a");
+        queue.submit(a);
+        queue.close();
+        assert_eq!(a_reply.await.ok(), Some(Err(InvokeError::ShuttingDown)));
+        let (b, b_reply) = job(&metrics, "b");
+        queue.submit(b);
+        assert_eq!(b_reply.await.ok(), Some(Err(InvokeError::ShuttingDown)));
     }
 }

@@ -91,13 +91,13 @@ pub(crate) async fn supervise(
             }
         };
         let detail = describe(&ended);
-        let was_up = incarnation.retire(&InvokeError::ExitError {
-            detail: detail.clone(),
-        });
+        let was_up = incarnation.retire(
+            &InvokeError::ExitError {
+                detail: detail.clone(),
+            },
+            || queue.process_down(),
+        );
         slot.set_current(None);
-        if was_up {
-            queue.process_down();
-        }
         if matches!(ended, Ended::Shutdown) {
             tracing::info!(process = slot.index, "function process stopped: {detail}");
             break;
@@ -105,11 +105,12 @@ pub(crate) async fn supervise(
         if was_up {
             tracing::warn!(process = slot.index, "function process went away: {detail}");
         } else {
-            let failure = format!("function process failed to initialise: {detail}");
+            let failure = match incarnation.init_error() {
+                Some(reported) => format!("{reported} (then: {detail})"),
+                None => format!("function process failed to initialise: {detail}"),
+            };
             tracing::error!(process = slot.index, "{failure}");
-            if !matches!(ended, Ended::Killed(KillReason::InitError)) {
-                slot.record_failure(failure);
-            }
+            slot.record_failure(failure);
         }
 
         // Lambda re-initialises at once after a timeout; a process that ran well restarts quickly;
@@ -178,7 +179,10 @@ async fn terminate(child: &mut Child) {
     if let Err(error) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
         tracing::warn!(%error, pid, "could not send SIGTERM to function process");
     }
-    if tokio::time::timeout(TERMINATE_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(TERMINATE_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(pid, "function process ignored SIGTERM; killing it");
         kill_now(child).await;
     }

@@ -97,6 +97,20 @@ pub fn to_event(
     event
 }
 
+/// The client's address for `sourceIp`. Behind a load balancer the peer is the balancer, which
+/// appends the address it saw to `X-Forwarded-For`: the last entry is that one (earlier entries
+/// come from the client and prove nothing).
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 /// Each `Cookie` header split into its `name=value` pairs, as the `cookies` array has them.
 fn cookies_of(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -192,11 +206,9 @@ pub(crate) fn is_text_content_type(content_type: &str) -> bool {
             "application/graphql",
         ]
         .contains(&essence.as_str())
-        || [
-            "+json", "+xml", "+yaml",
-        ]
-        .iter()
-        .any(|suffix| essence.ends_with(suffix))
+        || ["+json", "+xml", "+yaml"]
+            .iter()
+            .any(|suffix| essence.ends_with(suffix))
 }
 
 #[cfg(test)]
@@ -286,6 +298,23 @@ mod tests {
         assert!(event.get("body").is_none());
         assert!(event.get("cookies").is_none());
         assert_eq!(event["rawQueryString"], "");
+    }
+
+    #[test]
+    fn client_ip_is_the_last_forwarded_address_else_the_peer() {
+        let peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut headers = HeaderMap::new();
+        assert_eq!(client_ip(&headers, peer), peer);
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 5.6.7.8"),
+        );
+        assert_eq!(
+            client_ip(&headers, peer),
+            IpAddr::V4(Ipv4Addr::new(5, 6, 7, 8))
+        );
+        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(client_ip(&headers, peer), peer);
     }
 
     #[test]

@@ -131,7 +131,8 @@ mod tests {
 
     #[tokio::test]
     async fn structured_reply() {
-        let reply = br#"{"statusCode":201,"headers":{"x-a":"1","content-type":"text/plain","x-n":5},
+        let reply =
+            br#"{"statusCode":201,"headers":{"x-a":"1","content-type":"text/plain","x-n":5},
             "multiValueHeaders":{"x-m":["a","b"],"x-a":["ignored"]},
             "cookies":["s=1; Path=/","t=2"],"body":"created","isBase64Encoded":false}"#;
         let response = to_http_response(reply).expect("valid reply");
@@ -140,7 +141,10 @@ mod tests {
         assert_eq!(headers["x-a"], "1");
         assert_eq!(headers["x-n"], "5");
         assert_eq!(headers.get_all("x-a").iter().count(), 1);
-        assert_eq!(headers.get_all("x-m").iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            headers.get_all("x-m").iter().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(
             headers.get_all(SET_COOKIE).iter().collect::<Vec<_>>(),
             ["s=1; Path=/", "t=2"]
@@ -170,7 +174,10 @@ mod tests {
 
     #[test]
     fn malformed_replies_are_errors() {
-        assert!(matches!(to_http_response(b"not json"), Err(ReplyError::NotJson(_))));
+        assert!(matches!(
+            to_http_response(b"not json"),
+            Err(ReplyError::NotJson(_))
+        ));
         for reply in [
             &br#"{"statusCode":"abc"}"#[..],
             br#"{"statusCode":99999}"#,

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::event::{RequestMeta, to_event};
+use super::event::{RequestMeta, client_ip, to_event};
 use super::response::to_http_response;
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 
@@ -112,7 +112,7 @@ where
     };
     let meta = RequestMeta {
         request_id: request_id.to_owned(),
-        source_ip: peer.ip(),
+        source_ip: client_ip(&parts.headers, peer.ip()),
         received: chrono::Utc::now(),
         account_id: source.config.account_id.clone(),
         api_id: source.config.api_id.clone(),
@@ -164,7 +164,11 @@ where
 
 /// An error the way API Gateway words it: `{"message": ...}`.
 fn error_response(status: StatusCode, message: &str) -> Response {
-    let mut response = (status, Body::from(json!({ "message": message }).to_string())).into_response();
+    let mut response = (
+        status,
+        Body::from(json!({ "message": message }).to_string()),
+    )
+        .into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

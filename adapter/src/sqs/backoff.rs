@@ -56,7 +56,10 @@ mod tests {
         let mut ceiling = base;
         for _ in 0..20 {
             let delay = backoff.next_delay();
-            assert!(delay >= ceiling / 2 && delay <= ceiling, "{delay:?} not in upper half of {ceiling:?}");
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{delay:?} not in upper half of {ceiling:?}"
+            );
             ceiling = (ceiling * 2).min(max);
         }
         backoff.reset();

@@ -79,10 +79,16 @@ impl Settlement {
         let failed_ids = match result {
             Err(error) => Err(BatchFailure::Invoke(error.clone())),
             Ok(InvocationResponse::FunctionError { error_type, .. }) => {
-                Err(BatchFailure::FunctionError { error_type: error_type.clone() })
+                Err(BatchFailure::FunctionError {
+                    error_type: error_type.clone(),
+                })
             }
-            Ok(InvocationResponse::Success(_)) if !report_batch_item_failures => Ok(BTreeSet::new()),
-            Ok(InvocationResponse::Success(body)) => parse(body, message_ids).map_err(BatchFailure::from),
+            Ok(InvocationResponse::Success(_)) if !report_batch_item_failures => {
+                Ok(BTreeSet::new())
+            }
+            Ok(InvocationResponse::Success(body)) => {
+                parse(body, message_ids).map_err(BatchFailure::from)
+            }
         };
         match failed_ids {
             Ok(failed_ids) => {
@@ -90,7 +96,11 @@ impl Settlement {
                     .iter()
                     .map(|id| (*id).to_owned())
                     .partition(|id| failed_ids.contains(id.as_str()));
-                Self { succeeded, failed, batch_failure: None }
+                Self {
+                    succeeded,
+                    failed,
+                    batch_failure: None,
+                }
             }
             Err(failure) => Self {
                 succeeded: Vec::new(),
@@ -103,31 +113,51 @@ impl Settlement {
 
 /// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all of them in
 /// `message_ids`.
-pub fn parse<'a>(body: &[u8], message_ids: &[&'a str]) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
+pub fn parse<'a>(
+    body: &[u8],
+    message_ids: &[&'a str],
+) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(BTreeSet::new());
     }
-    let reply: Value = serde_json::from_slice(body).map_err(|e| InvalidBatchResponse::NotJson(e.to_string()))?;
+    let reply: Value =
+        serde_json::from_slice(body).map_err(|e| InvalidBatchResponse::NotJson(e.to_string()))?;
     let items = match &reply {
         Value::Null => return Ok(BTreeSet::new()),
         Value::Object(fields) => match fields.get("batchItemFailures") {
             None | Some(Value::Null) => return Ok(BTreeSet::new()),
             Some(Value::Array(items)) => items,
-            Some(_) => return Err(InvalidBatchResponse::Shape("batchItemFailures is not an array")),
+            Some(_) => {
+                return Err(InvalidBatchResponse::Shape(
+                    "batchItemFailures is not an array",
+                ));
+            }
         },
-        _ => return Err(InvalidBatchResponse::Shape("the reply is not a JSON object")),
+        _ => {
+            return Err(InvalidBatchResponse::Shape(
+                "the reply is not a JSON object",
+            ));
+        }
     };
     let mut failed = BTreeSet::new();
     for item in items {
         let Value::Object(item) = item else {
-            return Err(InvalidBatchResponse::Shape("a batch item failure is not an object"));
+            return Err(InvalidBatchResponse::Shape(
+                "a batch item failure is not an object",
+            ));
         };
         let id = match item.get("itemIdentifier") {
             Some(Value::String(id)) => id,
             None | Some(Value::Null) => {
-                return Err(InvalidBatchResponse::Shape("a batch item failure has no itemIdentifier"));
+                return Err(InvalidBatchResponse::Shape(
+                    "a batch item failure has no itemIdentifier",
+                ));
             }
-            Some(_) => return Err(InvalidBatchResponse::Shape("an itemIdentifier is not a string")),
+            Some(_) => {
+                return Err(InvalidBatchResponse::Shape(
+                    "an itemIdentifier is not a string",
+                ));
+            }
         };
         if id.is_empty() {
             return Err(InvalidBatchResponse::EmptyIdentifier);
@@ -160,16 +190,34 @@ mod tests {
             (r#"{"batchItemFailures":null}"#, Ok(&[])),
             (r#"{"batchItemFailures":[]}"#, Ok(&[])),
             // Partial failure.
-            (r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#, Ok(&["b"])),
-            (r#"{"batchItemFailures":[{"itemIdentifier":"c"},{"itemIdentifier":"a"}]}"#, Ok(&["a", "c"])),
-            (r#"{"batchItemFailures":[{"itemIdentifier":"b"},{"itemIdentifier":"b"}]}"#, Ok(&["b"])),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#,
+                Ok(&["b"]),
+            ),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":"c"},{"itemIdentifier":"a"}]}"#,
+                Ok(&["a", "c"]),
+            ),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":"b"},{"itemIdentifier":"b"}]}"#,
+                Ok(&["b"]),
+            ),
             // Unknown fields are ignored.
-            (r#"{"batchItemFailures":[{"itemIdentifier":"a","why":"x"}],"extra":1}"#, Ok(&["a"])),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":"a","why":"x"}],"extra":1}"#,
+                Ok(&["a"]),
+            ),
             (r#"{"statusCode":200}"#, Ok(&[])),
             // Complete failure.
-            (r#"{"batchItemFailures":[{"itemIdentifier":"zzz"}]}"#, Err(())),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":"zzz"}]}"#,
+                Err(()),
+            ),
             (r#"{"batchItemFailures":[{"itemIdentifier":""}]}"#, Err(())),
-            (r#"{"batchItemFailures":[{"itemIdentifier":null}]}"#, Err(())),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":null}]}"#,
+                Err(()),
+            ),
             (r#"{"batchItemFailures":[{"itemId":"a"}]}"#, Err(())),
             (r#"{"batchItemFailures":[{"itemIdentifier":1}]}"#, Err(())),
             (r#"{"batchItemFailures":["a"]}"#, Err(())),
@@ -185,10 +233,14 @@ mod tests {
             let got = parse(reply.as_bytes(), IDS);
             match expected {
                 Ok(ids) => {
-                    let got = got.unwrap_or_else(|e| panic!("{reply:?}: expected {ids:?}, got {e}"));
+                    let got =
+                        got.unwrap_or_else(|e| panic!("{reply:?}: expected {ids:?}, got {e}"));
                     assert_eq!(got.into_iter().collect::<Vec<_>>(), *ids, "{reply:?}");
                 }
-                Err(()) => assert!(got.is_err(), "{reply:?}: expected an invalid response, got {got:?}"),
+                Err(()) => assert!(
+                    got.is_err(),
+                    "{reply:?}: expected an invalid response, got {got:?}"
+                ),
             }
         }
     }
@@ -199,7 +251,11 @@ mod tests {
 
     #[test]
     fn partial_failure_deletes_only_the_others() {
-        let settled = Settlement::new(&success(r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#), IDS, true);
+        let settled = Settlement::new(
+            &success(r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#),
+            IDS,
+            true,
+        );
         assert_eq!(settled.succeeded, vec!["a", "c"]);
         assert_eq!(settled.failed, vec!["b"]);
         assert_eq!(settled.batch_failure, None);
@@ -207,18 +263,28 @@ mod tests {
 
     #[test]
     fn invalid_reply_fails_the_whole_batch() {
-        let settled = Settlement::new(&success(r#"{"batchItemFailures":[{"itemIdentifier":"x"}]}"#), IDS, true);
+        let settled = Settlement::new(
+            &success(r#"{"batchItemFailures":[{"itemIdentifier":"x"}]}"#),
+            IDS,
+            true,
+        );
         assert!(settled.succeeded.is_empty());
         assert_eq!(settled.failed, vec!["a", "b", "c"]);
         assert!(matches!(
             settled.batch_failure,
-            Some(BatchFailure::InvalidResponse(InvalidBatchResponse::UnknownIdentifier(_)))
+            Some(BatchFailure::InvalidResponse(
+                InvalidBatchResponse::UnknownIdentifier(_)
+            ))
         ));
     }
 
     #[test]
     fn without_reporting_any_success_deletes_everything() {
-        for body in ["", "not json", r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#] {
+        for body in [
+            "",
+            "not json",
+            r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#,
+        ] {
             let settled = Settlement::new(&success(body), IDS, false);
             assert_eq!(settled.succeeded, vec!["a", "b", "c"], "{body:?}");
             assert!(settled.failed.is_empty());
@@ -228,9 +294,14 @@ mod tests {
     #[test]
     fn errors_delete_nothing() {
         let failures: Vec<Result<InvocationResponse, InvokeError>> = vec![
-            Ok(InvocationResponse::FunctionError { error_type: "Boom".into(), payload: Bytes::new() }),
+            Ok(InvocationResponse::FunctionError {
+                error_type: "Boom".into(),
+                payload: Bytes::new(),
+            }),
             Err(InvokeError::Timeout { seconds: 3.0 }),
-            Err(InvokeError::ExitError { detail: "signal 9".into() }),
+            Err(InvokeError::ExitError {
+                detail: "signal 9".into(),
+            }),
             Err(InvokeError::NotReady),
             Err(InvokeError::ShuttingDown),
         ];

@@ -86,7 +86,11 @@ pub fn record(message: &Message, source: &EventSource) -> Option<Record> {
     let mut json = serde_json::to_value(&record).ok()?;
     strip_nulls(&mut json);
     let size = serde_json::to_vec(&json).map(|v| v.len()).unwrap_or(0);
-    Some(Record { receipt, json, size })
+    Some(Record {
+        receipt,
+        json,
+        size,
+    })
 }
 
 fn message_attribute(value: &MessageAttributeValue) -> SqsMessageAttribute {
@@ -163,7 +167,10 @@ mod tests {
     const FIXTURE: &str = include_str!("fixtures/example-sqs-event.json");
 
     fn source() -> EventSource {
-        EventSource::new("arn:aws:sqs:us-west-2:123456789012:SQSQueue".to_owned(), "us-east-1")
+        EventSource::new(
+            "arn:aws:sqs:us-west-2:123456789012:SQSQueue".to_owned(),
+            "us-east-1",
+        )
     }
 
     /// The message SQS would return for the fixture's record.
@@ -267,8 +274,14 @@ mod tests {
 
     #[test]
     fn region_comes_from_the_arn_else_the_fallback() {
-        assert_eq!(EventSource::new("arn:aws:sqs:eu-west-1:1:q".into(), "us-east-1").region, "eu-west-1");
-        assert_eq!(EventSource::new("not-an-arn".into(), "us-east-1").region, "us-east-1");
+        assert_eq!(
+            EventSource::new("arn:aws:sqs:eu-west-1:1:q".into(), "us-east-1").region,
+            "eu-west-1"
+        );
+        assert_eq!(
+            EventSource::new("not-an-arn".into(), "us-east-1").region,
+            "us-east-1"
+        );
     }
 
     #[test]
@@ -286,11 +299,18 @@ mod tests {
         let one = records[0].size;
         let limit = 3 * (one + 1) + 14;
         let groups = split_by_size(records.clone(), limit);
-        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+        assert_eq!(
+            groups.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 3, 3, 1]
+        );
         for group in &groups {
             assert!(payload(group).len() <= limit);
         }
-        let order: Vec<_> = groups.concat().into_iter().map(|r| r.receipt.message_id).collect();
+        let order: Vec<_> = groups
+            .concat()
+            .into_iter()
+            .map(|r| r.receipt.message_id)
+            .collect();
         let expected: Vec<_> = records.into_iter().map(|r| r.receipt.message_id).collect();
         assert_eq!(order, expected);
         assert_eq!(split_by_size(Vec::new(), limit).len(), 0);

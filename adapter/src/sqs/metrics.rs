@@ -22,8 +22,16 @@ impl SqsMetrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let counters = [
-            ("sqs_messages_received", "Messages received from the queue", &metrics.received),
-            ("sqs_messages_deleted", "Messages deleted after the function succeeded with them", &metrics.deleted),
+            (
+                "sqs_messages_received",
+                "Messages received from the queue",
+                &metrics.received,
+            ),
+            (
+                "sqs_messages_deleted",
+                "Messages deleted after the function succeeded with them",
+                &metrics.deleted,
+            ),
             (
                 "sqs_messages_failed",
                 "Messages left on the queue because the function failed with them (batch item failures or failed batches)",
@@ -39,7 +47,11 @@ impl SqsMetrics {
                 "Messages whose visibility timeout was extended while their batch ran",
                 &metrics.visibility_extensions,
             ),
-            ("sqs_receive_errors", "ReceiveMessage calls that failed", &metrics.receive_errors),
+            (
+                "sqs_receive_errors",
+                "ReceiveMessage calls that failed",
+                &metrics.receive_errors,
+            ),
             (
                 "sqs_delete_errors",
                 "Messages that could not be deleted after retries (they will be delivered again)",

@@ -119,3 +119,55 @@ const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 /// Longest long poll SQS allows.
 const MAX_WAIT_TIME: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        sqs: SqsArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SqsArgs, clap::Error> {
+        let argv = ["adapter", "--queue-url", "http://q"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| cli.sqs)
+    }
+
+    #[test]
+    fn defaults_are_lambdas() {
+        let args = parse(&[]).expect("parses");
+        assert_eq!(args.batch_size, 10);
+        assert_eq!(args.batching_window, 0);
+        assert!(args.report_batch_item_failures);
+        assert!((args.visibility_extension_margin - 0.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn report_batch_item_failures_takes_an_optional_value() {
+        let flag = |v: &[&str]| parse(v).expect("parses").report_batch_item_failures;
+        assert!(!flag(&["--report-batch-item-failures=false"]));
+        assert!(flag(&["--report-batch-item-failures=true"]));
+        assert!(flag(&["--report-batch-item-failures"]));
+        assert!(parse(&["--report-batch-item-failures=maybe"]).is_err());
+    }
+
+    #[test]
+    fn ranges_are_lambdas() {
+        assert!(parse(&["--batch-size", "10000"]).is_ok());
+        assert!(parse(&["--batch-size", "0"]).is_err());
+        assert!(parse(&["--batch-size", "10001"]).is_err());
+        assert!(parse(&["--batching-window", "300"]).is_ok());
+        assert!(parse(&["--batching-window", "301"]).is_err());
+        assert!(parse(&["--visibility-extension-margin", "1"]).is_err());
+        assert!(parse(&["--visibility-extension-margin", "0.25"]).is_ok());
+    }
+
+    #[test]
+    fn queue_url_is_required() {
+        assert!(Cli::try_parse_from(["adapter"]).is_err());
+    }
+}

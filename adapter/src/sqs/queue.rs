@@ -85,7 +85,11 @@ impl Queue {
 
     /// One `ReceiveMessage` call: at most `max` (1..=10) messages, long-polling `wait`, with every
     /// system and message attribute, as Lambda asks for them.
-    pub(crate) async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, CallError> {
+    pub(crate) async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Message>, CallError> {
         let max = max.clamp(1, MAX_BATCH_ENTRIES) as i32;
         let wait = wait.as_secs().min(20) as i32;
         let output = self
@@ -137,7 +141,11 @@ impl Queue {
                     break;
                 }
             }
-            report.failed.extend(pending.into_iter().map(|r| (r.message_id.clone(), last_error.clone())));
+            report.failed.extend(
+                pending
+                    .into_iter()
+                    .map(|r| (r.message_id.clone(), last_error.clone())),
+            );
         }
         report
     }
@@ -163,15 +171,22 @@ impl Queue {
             .await
             .map_err(CallError::from_sdk)?;
         let successful = output.successful().iter().map(|s| s.id());
-        let failed = output
-            .failed()
-            .iter()
-            .map(|f| (f.id(), f.sender_fault(), format!("{}: {}", f.code(), f.message().unwrap_or(""))));
+        let failed = output.failed().iter().map(|f| {
+            (
+                f.id(),
+                f.sender_fault(),
+                format!("{}: {}", f.code(), f.message().unwrap_or("")),
+            )
+        });
         Ok(EntryOutcome::from_ids(receipts, successful, failed))
     }
 
     /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once).
-    pub(crate) async fn change_visibility(&self, receipts: &[Receipt], timeout: Duration) -> BatchReport {
+    pub(crate) async fn change_visibility(
+        &self,
+        receipts: &[Receipt],
+        timeout: Duration,
+    ) -> BatchReport {
         let seconds = timeout.as_secs().min(43_200) as i32;
         let mut report = BatchReport::default();
         for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
@@ -179,18 +194,26 @@ impl Queue {
             match self.change_visibility_once(&refs, seconds).await {
                 Ok(outcome) => {
                     report.done.extend(outcome.done);
-                    report.failed.extend(outcome.failed.into_iter().map(|f| (f.message_id, f.reason)));
+                    report
+                        .failed
+                        .extend(outcome.failed.into_iter().map(|f| (f.message_id, f.reason)));
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    report.failed.extend(chunk.iter().map(|r| (r.message_id.clone(), reason.clone())));
+                    report
+                        .failed
+                        .extend(chunk.iter().map(|r| (r.message_id.clone(), reason.clone())));
                 }
             }
         }
         report
     }
 
-    async fn change_visibility_once(&self, receipts: &[&Receipt], seconds: i32) -> Result<EntryOutcome, CallError> {
+    async fn change_visibility_once(
+        &self,
+        receipts: &[&Receipt],
+        seconds: i32,
+    ) -> Result<EntryOutcome, CallError> {
         let entries = receipts
             .iter()
             .enumerate()
@@ -212,10 +235,13 @@ impl Queue {
             .await
             .map_err(CallError::from_sdk)?;
         let successful = output.successful().iter().map(|s| s.id());
-        let failed = output
-            .failed()
-            .iter()
-            .map(|f| (f.id(), f.sender_fault(), format!("{}: {}", f.code(), f.message().unwrap_or(""))));
+        let failed = output.failed().iter().map(|f| {
+            (
+                f.id(),
+                f.sender_fault(),
+                format!("{}: {}", f.code(), f.message().unwrap_or("")),
+            )
+        });
         Ok(EntryOutcome::from_ids(receipts, successful, failed))
     }
 }
@@ -240,10 +266,17 @@ impl EntryOutcome {
         failed: impl Iterator<Item = (&'a str, bool, String)>,
     ) -> Self {
         let lookup = |id: &str| id.parse::<usize>().ok().and_then(|i| receipts.get(i));
-        let done: Vec<String> = successful.filter_map(lookup).map(|r| r.message_id.clone()).collect();
+        let done: Vec<String> = successful
+            .filter_map(lookup)
+            .map(|r| r.message_id.clone())
+            .collect();
         let mut failed: Vec<EntryFailure> = failed
             .filter_map(|(id, sender_fault, reason)| {
-                lookup(id).map(|r| EntryFailure { message_id: r.message_id.clone(), sender_fault, reason })
+                lookup(id).map(|r| EntryFailure {
+                    message_id: r.message_id.clone(),
+                    sender_fault,
+                    reason,
+                })
             })
             .collect();
         for receipt in receipts {
@@ -257,5 +290,35 @@ impl EntryOutcome {
             }
         }
         Self { done, failed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_map_back_to_messages_and_silence_is_a_retryable_failure() {
+        let receipts: Vec<Receipt> = ["m0", "m1", "m2", "m3"]
+            .iter()
+            .map(|id| Receipt {
+                message_id: (*id).into(),
+                receipt_handle: format!("h-{id}"),
+            })
+            .collect();
+        let refs: Vec<&Receipt> = receipts.iter().collect();
+        let outcome = EntryOutcome::from_ids(
+            &refs,
+            ["0", "2", "99"].into_iter(),
+            [("1", true, "ReceiptHandleIsInvalid: gone".to_owned())].into_iter(),
+        );
+        assert_eq!(outcome.done, ["m0", "m2"]);
+        let failed: Vec<_> = outcome
+            .failed
+            .iter()
+            .map(|f| (f.message_id.as_str(), f.sender_fault))
+            .collect();
+        // m3 was in neither list: retried, not assumed deleted.
+        assert_eq!(failed, [("m1", true), ("m3", false)]);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -16,7 +17,7 @@ use super::metrics::{InFlightGuard, SqsMetrics};
 use super::poller::{Gathered, Poller};
 use super::queue::{Queue, Receipt};
 use super::visibility::{self, InFlight, VisibilityPolicy};
-use super::{MAX_PAYLOAD_BYTES, SqsArgs, SqsError, SqsHealth};
+use super::{MAX_PAYLOAD_BYTES, MAX_WAIT_TIME, SqsArgs, SqsError, SqsHealth};
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 
 /// The SQS event source mapping: receives from one queue and invokes the function with batches.
@@ -47,13 +48,21 @@ impl SqsSource {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let region = config.region().map(ToString::to_string).unwrap_or_default();
         let queue = Queue::new(aws_sdk_sqs::Client::new(&config), args.queue_url.clone());
-        let attributes = queue.attributes().await.map_err(|e| SqsError::QueueAttributes {
+        let attributes = queue
+            .attributes()
+            .await
+            .map_err(|e| SqsError::QueueAttributes {
+                queue_url: args.queue_url.clone(),
+                message: e.to_string(),
+            })?;
+        let missing = |attribute| SqsError::MissingAttribute {
             queue_url: args.queue_url.clone(),
-            message: e.to_string(),
-        })?;
-        let missing = |attribute| SqsError::MissingAttribute { queue_url: args.queue_url.clone(), attribute };
+            attribute,
+        };
         let arn = attributes.arn.ok_or_else(|| missing("QueueArn"))?;
-        let queue_visibility_timeout = attributes.visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
+        let queue_visibility_timeout = attributes
+            .visibility_timeout
+            .ok_or_else(|| missing("VisibilityTimeout"))?;
         let source = EventSource::new(arn, &region);
         tracing::info!(
             queue_url = %args.queue_url,
@@ -94,12 +103,22 @@ impl SqsSource {
         grace: Duration,
     ) -> Result<(), SqsError>
     where
-        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+            + Clone
+            + Send
+            + 'static,
         S::Future: Send,
     {
-        let policy = VisibilityPolicy::new(self.queue_visibility_timeout, self.args.visibility_extension_margin);
+        let policy = VisibilityPolicy::new(
+            self.queue_visibility_timeout,
+            self.args.visibility_extension_margin,
+        );
         let window = Duration::from_secs(self.args.batching_window.into());
-        let in_flight = InFlight::new(window + invocation_timeout + policy.extend_to);
+        // The caller bounds this whole function by `grace` too: keep a slice of it for the
+        // release call, which is what makes abandoned messages visible at once.
+        let drain_for = grace.saturating_sub(RELEASE_BUDGET.min(grace / 5));
+        let in_flight =
+            InFlight::new(window + NOT_READY_PATIENCE + invocation_timeout + policy.extend_to);
         let keeper_stop = CancellationToken::new();
         let keeper = tokio::spawn(visibility::keep_visible(
             self.queue.clone(),
@@ -116,6 +135,9 @@ impl SqsSource {
             health: self.health.clone(),
             batch_size: self.args.batch_size.into(),
             window,
+            // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
+            // within the drain period; under a second would be short polling, a busy loop.
+            max_wait: Duration::from_secs(drain_for.as_secs().clamp(1, MAX_WAIT_TIME.as_secs())),
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         };
         let settler = Settler {
@@ -124,21 +146,22 @@ impl SqsSource {
             metrics: self.metrics.clone(),
             report_batch_item_failures: self.args.report_batch_item_failures,
             invocation_timeout,
+            hold_margin: policy.extend_to,
         };
 
-        // A permit is taken before receiving, so no message waits invisible for a free slot.
+        // A slot is taken before receiving, so no message waits invisible for a free slot.
         let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
         let mut batches = JoinSet::new();
-        loop {
+        let stopped_at = loop {
             while let Some(done) = batches.try_join_next() {
                 log_batch_task_end(done);
             }
             let permit = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break Instant::now(),
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
-                    Err(_closed) => break, // never closed; a closed semaphore would mean stop
+                    Err(_closed) => break Instant::now(), // never closed; closed would mean stop
                 },
             };
             match poller.gather(&shutdown).await {
@@ -150,26 +173,30 @@ impl SqsSource {
                         settler.process(invoker, records).await;
                     });
                 }
-                Gathered::Cancelled(records) => {
-                    // Received but never invoked: released with the rest below.
-                    tracing::debug!(messages = records.len(), "receive cancelled by shutdown");
-                    break;
+                Gathered::Cancelled { records, at } => {
+                    // Received but never invoked: still tracked, released with the rest below.
+                    tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
+                    break at;
                 }
             }
-        }
+        };
 
-        // The caller bounds this whole function by `grace` too: keep a slice of it for the release
-        // call, which is what makes abandoned messages visible at once rather than much later.
-        let drain_for = grace.saturating_sub(RELEASE_BUDGET.min(grace / 5));
-        tracing::info!(batches = batches.len(), drain_s = drain_for.as_secs_f64(), "SQS source stopping: draining");
-        let drained = tokio::time::timeout(drain_for, async {
+        tracing::info!(
+            batches = batches.len(),
+            drain_s = drain_for.as_secs_f64(),
+            "SQS source stopping: draining"
+        );
+        let drained = tokio::time::timeout_at(stopped_at + drain_for, async {
             while let Some(done) = batches.join_next().await {
                 log_batch_task_end(done);
             }
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(batches = batches.len(), "grace period over: abandoning running batches");
+            tracing::warn!(
+                batches = batches.len(),
+                "grace period over: abandoning running batches"
+            );
             batches.abort_all();
             while batches.join_next().await.is_some() {}
         }
@@ -183,7 +210,11 @@ impl SqsSource {
             self.metrics.released.inc_by(report.done.len() as u64);
             tracing::warn!(message_ids = ?report.done, "released in-flight messages at shutdown");
             for (message_id, reason) in &report.failed {
-                tracing::warn!(message_id = %message_id, reason = %reason, "could not release message; it becomes visible when its visibility timeout ends");
+                tracing::warn!(
+                    message_id = %message_id,
+                    reason = %reason,
+                    "could not release message; it becomes visible when its visibility timeout ends"
+                );
             }
         }
         tracing::info!("SQS source stopped");
@@ -210,9 +241,15 @@ const NOT_READY_PATIENCE: Duration = Duration::from_secs(30);
 /// function never saw the batch, and failing it at once would spend a receive of every message
 /// and, with a low `maxReceiveCount`, send good messages to the DLQ while the function restarts.
 /// The batch's slot stays taken meanwhile, so the poller does not churn through the queue.
-async fn invoke_when_ready<S>(invoker: S, invocation: Invocation) -> Result<InvocationResponse, InvokeError>
+async fn invoke_when_ready<S>(
+    invoker: S,
+    invocation: Invocation,
+) -> Result<InvocationResponse, InvokeError>
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
 {
     let give_up = tokio::time::Instant::now() + NOT_READY_PATIENCE;
@@ -234,29 +271,47 @@ struct Settler {
     metrics: SqsMetrics,
     report_batch_item_failures: bool,
     invocation_timeout: Duration,
+    /// How long past its invocation's end a message may stay hidden: one extension.
+    hold_margin: Duration,
 }
 
 impl Settler {
     async fn process<S>(&self, invoker: S, records: Vec<Record>)
     where
-        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+            + Clone
+            + Send
+            + 'static,
         S::Future: Send,
     {
         let _in_flight = InFlightGuard::new(&self.metrics.batches_in_flight);
         // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
         // run one after the other in this batch's slot.
-        for part in event::split_by_size(records, MAX_PAYLOAD_BYTES) {
+        let parts = event::split_by_size(records, MAX_PAYLOAD_BYTES);
+        for (index, part) in parts.iter().enumerate() {
+            // Each part may take its full time: keep this part and those after it invisible for
+            // that long (the hold set at receive time only covers one invocation).
+            let hold = NOT_READY_PATIENCE + self.invocation_timeout + self.hold_margin;
+            let waiting = parts[index..].iter().flatten();
+            self.in_flight
+                .hold_for(waiting.map(|r| r.receipt.message_id.as_str()), hold);
             self.invoke_and_settle(invoker.clone(), part).await;
         }
     }
 
-    async fn invoke_and_settle<S>(&self, invoker: S, records: Vec<Record>)
+    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record])
     where
-        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError> + Clone + Send + 'static,
+        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
+            + Clone
+            + Send
+            + 'static,
         S::Future: Send,
     {
-        let ids: Vec<&str> = records.iter().map(|r| r.receipt.message_id.as_str()).collect();
-        let invocation = Invocation::new(event::payload(&records), self.invocation_timeout);
+        let ids: Vec<&str> = records
+            .iter()
+            .map(|r| r.receipt.message_id.as_str())
+            .collect();
+        let invocation = Invocation::new(event::payload(records), self.invocation_timeout);
         tracing::debug!(request_id = %invocation.request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
         let request_id = invocation.request_id.clone();
         let result = invoke_when_ready(invoker, invocation).await;
@@ -271,12 +326,13 @@ impl Settler {
         if !settlement.failed.is_empty() {
             // Left alone: visible again when the last extension runs out, as in Lambda; the
             // queue's redrive policy counts the receive and moves poison messages to the DLQ.
-            self.in_flight.untrack(settlement.failed.iter().map(String::as_str));
+            self.in_flight
+                .untrack(settlement.failed.iter().map(String::as_str));
             self.metrics.failed.inc_by(settlement.failed.len() as u64);
-            let reason = settlement
-                .batch_failure
-                .as_ref()
-                .map_or_else(|| "reported in batchItemFailures".to_owned(), ToString::to_string);
+            let reason = settlement.batch_failure.as_ref().map_or_else(
+                || "reported in batchItemFailures".to_owned(),
+                ToString::to_string,
+            );
             tracing::warn!(request_id = %request_id, message_ids = ?settlement.failed, reason = %reason, "SQS messages failed; they will be retried");
         }
         if settlement.succeeded.is_empty() {
@@ -289,12 +345,86 @@ impl Settler {
             .collect();
         // Still tracked (and extended) while the delete is retried, so they do not reappear.
         let report = self.queue.delete(&receipts).await;
-        self.in_flight.untrack(settlement.succeeded.iter().map(String::as_str));
+        self.in_flight
+            .untrack(settlement.succeeded.iter().map(String::as_str));
         self.metrics.deleted.inc_by(report.done.len() as u64);
-        self.metrics.delete_errors.inc_by(report.failed.len() as u64);
+        self.metrics
+            .delete_errors
+            .inc_by(report.failed.len() as u64);
         for (message_id, reason) in &report.failed {
             tracing::warn!(message_id = %message_id, reason = %reason, "could not delete a processed message; it will be delivered again");
         }
         tracing::debug!(request_id = %request_id, deleted = report.done.len(), "SQS batch settled");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A fake host that answers from a script, one reply per call, and counts the calls.
+    fn scripted(
+        script: Vec<Result<InvocationResponse, InvokeError>>,
+    ) -> (
+        impl tower::Service<
+            Invocation,
+            Response = InvocationResponse,
+            Error = InvokeError,
+            Future = impl Future<Output = Result<InvocationResponse, InvokeError>> + Send,
+        > + Clone
+        + Send
+        + 'static,
+        Arc<AtomicUsize>,
+    ) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(script);
+        let counter = calls.clone();
+        let service = tower::service_fn(move |_: Invocation| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let reply = script
+                .get(n)
+                .cloned()
+                .unwrap_or(Err(InvokeError::ShuttingDown));
+            async move { reply }
+        });
+        (service, calls)
+    }
+
+    #[tokio::test]
+    async fn not_ready_is_retried_until_a_process_is_back() {
+        let ok = Ok(InvocationResponse::Success(Bytes::from_static(b"{}")));
+        let (invoker, calls) = scripted(vec![
+            Err(InvokeError::NotReady),
+            Err(InvokeError::NotReady),
+            ok.clone(),
+        ]);
+        let result =
+            invoke_when_ready(invoker, Invocation::new("{}", Duration::from_secs(1))).await;
+        assert_eq!(result, ok);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_not_retried() {
+        for failure in [
+            Err(InvokeError::Timeout { seconds: 1.0 }),
+            Err(InvokeError::ExitError {
+                detail: "exit status 3".into(),
+            }),
+            Ok(InvocationResponse::FunctionError {
+                error_type: "Boom".into(),
+                payload: Bytes::new(),
+            }),
+        ] {
+            let (invoker, calls) = scripted(vec![failure.clone()]);
+            let result =
+                invoke_when_ready(invoker, Invocation::new("{}", Duration::from_secs(1))).await;
+            assert_eq!(result, failure);
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
     }
 }

@@ -35,7 +35,11 @@ impl VisibilityPolicy {
         let extend_to = Duration::from_secs(queue_timeout.as_secs().max(2));
         let extend_after = extend_to.mul_f64((1.0 - margin).clamp(0.05, 0.95));
         let tick = (extend_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        Self { extend_after, extend_to, tick }
+        Self {
+            extend_after,
+            extend_to,
+            tick,
+        }
     }
 }
 
@@ -56,7 +60,10 @@ pub struct InFlight {
 impl InFlight {
     /// An empty registry; no message is extended more than `max_hold` after it was tracked.
     pub fn new(max_hold: Duration) -> Self {
-        Self { entries: Arc::default(), max_hold }
+        Self {
+            entries: Arc::default(),
+            max_hold,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -88,12 +95,28 @@ impl InFlight {
         }
     }
 
+    /// Lets these messages be extended for `hold` from now (when their invocation starts).
+    pub fn hold_for<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>, hold: Duration) {
+        let until = Instant::now() + hold;
+        let mut entries = self.lock();
+        for id in message_ids {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.hold_until = until;
+            }
+        }
+    }
+
     /// Tracked messages whose last extension is at least `after` old at `now`, within their hold.
     pub fn due(&self, now: Instant, after: Duration) -> Vec<Receipt> {
         self.lock()
             .iter()
-            .filter(|(_, e)| now.saturating_duration_since(e.last_extended) >= after && now < e.hold_until)
-            .map(|(id, e)| Receipt { message_id: id.clone(), receipt_handle: e.receipt_handle.clone() })
+            .filter(|(_, e)| {
+                now.saturating_duration_since(e.last_extended) >= after && now < e.hold_until
+            })
+            .map(|(id, e)| Receipt {
+                message_id: id.clone(),
+                receipt_handle: e.receipt_handle.clone(),
+            })
             .collect()
     }
 
@@ -111,7 +134,10 @@ impl InFlight {
     pub fn drain(&self) -> Vec<Receipt> {
         self.lock()
             .drain()
-            .map(|(message_id, e)| Receipt { message_id, receipt_handle: e.receipt_handle })
+            .map(|(message_id, e)| Receipt {
+                message_id,
+                receipt_handle: e.receipt_handle,
+            })
             .collect()
     }
 
@@ -154,8 +180,14 @@ pub(crate) async fn keep_visible(
             report = queue.change_visibility(&due, policy.extend_to) => report,
         };
         in_flight.mark_extended(report.done.iter().map(String::as_str), now);
-        metrics.visibility_extensions.inc_by(report.done.len() as u64);
-        tracing::debug!(extended = report.done.len(), seconds = policy.extend_to.as_secs(), "extended visibility");
+        metrics
+            .visibility_extensions
+            .inc_by(report.done.len() as u64);
+        tracing::debug!(
+            extended = report.done.len(),
+            seconds = policy.extend_to.as_secs(),
+            "extended visibility"
+        );
         for (message_id, reason) in &report.failed {
             // Usually a message settled meanwhile (deleted: its handle is no longer valid).
             tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
@@ -168,7 +200,10 @@ mod tests {
     use super::*;
 
     fn receipt(id: &str) -> Receipt {
-        Receipt { message_id: id.into(), receipt_handle: format!("handle-{id}") }
+        Receipt {
+            message_id: id.into(),
+            receipt_handle: format!("handle-{id}"),
+        }
     }
 
     #[test]
@@ -196,11 +231,17 @@ mod tests {
         };
 
         assert!(in_flight.due(at(14), Duration::from_secs(15)).is_empty());
-        assert_eq!(ids(in_flight.due(at(15), Duration::from_secs(15))), ["a", "b"]);
+        assert_eq!(
+            ids(in_flight.due(at(15), Duration::from_secs(15))),
+            ["a", "b"]
+        );
         in_flight.mark_extended(["a"], at(15));
         in_flight.untrack(["b"]);
         assert_eq!(ids(in_flight.due(at(25), Duration::from_secs(15))), ["c"]);
-        assert_eq!(ids(in_flight.due(at(30), Duration::from_secs(15))), ["a", "c"]);
+        assert_eq!(
+            ids(in_flight.due(at(30), Duration::from_secs(15))),
+            ["a", "c"]
+        );
         // Past its hold a message is no longer extended, but still released at shutdown.
         assert_eq!(ids(in_flight.due(at(105), Duration::from_secs(15))), ["c"]);
         assert_eq!(ids(in_flight.drain()), ["a", "c"]);

@@ -129,15 +129,17 @@ impl Adapter {
         let url = format!("http://{}/readyz", self.admin);
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(reply) = get(&url).await {
-                if reply.status == 200 {
-                    return;
-                }
+            if get(&url).await.is_ok_and(|reply| reply.status == 200) {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("adapter exited ({status}) before ready:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "adapter not ready in time:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "adapter not ready in time:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -155,7 +157,11 @@ impl Adapter {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "adapter did not exit in time:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "adapter did not exit in time:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -247,7 +253,10 @@ impl Reply {
     /// The body as JSON (panics with the body when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -300,7 +309,11 @@ pub async fn post_json(url: &str, body: &Value) -> Reply {
 pub async fn wait_log(adapter: &Adapter, what: &str) {
     let deadline = Instant::now() + WAIT;
     while !adapter.log().contains(what) {
-        assert!(Instant::now() < deadline, "log never said {what:?}:\n{}", adapter.log());
+        assert!(
+            Instant::now() < deadline,
+            "log never said {what:?}:\n{}",
+            adapter.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,6 +1,8 @@
 //! The enqueue handler against a real LocalStack queue: what it accepts lands on the queue exactly
 //! once, what it rejects leaves the queue untouched, and a queue it cannot reach is a 503.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
 use std::collections::HashSet;
 
 use aws_sdk_sqs::config::{Credentials, Region};

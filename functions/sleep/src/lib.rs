@@ -32,7 +32,7 @@ pub enum Outcome {
 /// A record without a `messageId` cannot be reported on its own, so it fails the whole invocation:
 /// every record in the batch comes back, none is lost.
 pub async fn handle(event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-    let deadline = event.context.deadline();
+    let deadline = deadline(event.context.deadline);
     let records = event.payload.records;
     if let Some(index) = records
         .iter()
@@ -45,6 +45,20 @@ pub async fn handle(event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Er
     Ok(batch_response(records.iter().zip(outcomes).map(
         |(record, outcome)| (record.message_id.as_deref().unwrap_or_default(), outcome),
     )))
+}
+
+/// The invocation's deadline from `Lambda-Runtime-Deadline-Ms`.
+///
+/// Lambda (and the adapter) send milliseconds since the epoch. `cargo lambda watch` 1.9 sends the
+/// timeout itself (e.g. `600000`), which read as a date is 1970: every task would fail as out of
+/// time. A value before 2001 cannot be a real deadline, so it is taken as milliseconds from now.
+pub fn deadline(deadline_ms: u64) -> SystemTime {
+    const EPOCH_MS_2001: u64 = 1_000_000_000_000;
+    if deadline_ms < EPOCH_MS_2001 {
+        SystemTime::now() + Duration::from_millis(deadline_ms)
+    } else {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)
+    }
 }
 
 /// The reply for a batch: every failed record's id, in batch order, once.
@@ -99,6 +113,10 @@ async fn run_record(record: &SqsMessage, deadline: SystemTime) -> Outcome {
             message_id,
             receive_count,
             reason,
+            deadline_ms = deadline
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
             "task cannot finish before the deadline"
         );
         return Outcome::Failed(reason);
@@ -146,6 +164,17 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, ["b", "d"]);
+    }
+
+    #[test]
+    fn deadline_reads_epoch_millis_and_relative_emulator_values() {
+        let epoch = 1_795_773_600_000;
+        assert_eq!(
+            deadline(epoch),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(epoch)
+        );
+        let relative = deadline(600_000).duration_since(SystemTime::now()).unwrap();
+        assert!(relative > Duration::from_secs(590) && relative <= Duration::from_secs(600));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The sleep handler on batches read off a real LocalStack queue: it fails exactly the records it
 //! cannot use, runs the good ones concurrently, and fails fast what cannot beat the deadline.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};

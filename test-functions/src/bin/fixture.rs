@@ -45,7 +45,11 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
     if let Some(ms) = payload.get("sleep_ms").and_then(Value::as_u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    match payload.get("action").and_then(Value::as_str).unwrap_or("ok") {
+    match payload
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("ok")
+    {
         "error" => return Err("fixture error on purpose".into()),
         "panic" => panic!("fixture panic on purpose"),
         "exit" => std::process::exit(3),

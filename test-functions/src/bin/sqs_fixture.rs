@@ -35,11 +35,18 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
 }
 
 async fn process(event: &Value) -> Result<Value, Error> {
-    let records = event.get("Records").and_then(Value::as_array).cloned().unwrap_or_default();
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut failures = Vec::new();
     let mut reply = None;
     for record in &records {
-        let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default();
+        let id = record
+            .get("messageId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let receives = record
             .pointer("/attributes/ApproximateReceiveCount")
             .and_then(Value::as_str)
@@ -51,7 +58,10 @@ async fn process(event: &Value) -> Result<Value, Error> {
             .and_then(|b| serde_json::from_str(b).ok())
             .unwrap_or_else(|| json!({}));
         if let Some(n) = body.get("await_concurrency").and_then(Value::as_u64) {
-            let timeout = body.get("timeout_ms").and_then(Value::as_u64).unwrap_or(10_000);
+            let timeout = body
+                .get("timeout_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(10_000);
             await_concurrency(n, Duration::from_millis(timeout)).await;
         }
         if let Some(ms) = body.get("sleep_ms").and_then(Value::as_u64) {
@@ -76,10 +86,20 @@ async fn process(event: &Value) -> Result<Value, Error> {
 
 /// Invocations running now, per the log: starts minus ends.
 fn running() -> i64 {
-    let Ok(path) = std::env::var("SQS_FIXTURE_LOG") else { return 0 };
+    let Ok(path) = std::env::var("SQS_FIXTURE_LOG") else {
+        return 0;
+    };
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .map(|l| if l.starts_with("start ") { 1 } else if l.starts_with("end ") { -1 } else { 0 })
+        .map(|l| {
+            if l.starts_with("start ") {
+                1
+            } else if l.starts_with("end ") {
+                -1
+            } else {
+                0
+            }
+        })
         .sum()
 }
 
@@ -91,7 +111,9 @@ async fn await_concurrency(n: u64, timeout: Duration) {
 }
 
 fn log(line: &str) {
-    let Ok(path) = std::env::var("SQS_FIXTURE_LOG") else { return };
+    let Ok(path) = std::env::var("SQS_FIXTURE_LOG") else {
+        return;
+    };
     if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = file.write_all(format!("{line}\n").as_bytes());
     }
