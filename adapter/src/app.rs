@@ -1,7 +1,9 @@
 //! Wires a subcommand together: function host, event source, Invoke API, admin, and the shutdown
 //! sequence (stop taking work, drain for the grace period, stop the function, exit 0).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,20 @@ use crate::{healthcheck, shutdown};
 
 /// Time a source that enforces the grace period itself gets on top of it to release its work.
 const SOURCE_RELEASE_MARGIN: Duration = Duration::from_secs(3);
+
+/// After the grace period, how long sources get to answer what the host failed.
+const FLUSH_AFTER_CUT: Duration = Duration::from_secs(2);
+
+/// The rest of a drain, once the grace period is over.
+type Drain = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send>>;
+
+/// How draining the sources ended.
+enum Drained {
+    /// Everything finished (or failed) in time.
+    Done(Result<(), AppError>),
+    /// The grace period ran out; what is left to await once the host has stopped.
+    Cut(Drain),
+}
 
 /// Why the adapter stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +182,14 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
     )
     .await;
     host.shutdown().await;
+    let outcome = match outcome {
+        Ok(Drained::Done(result)) => result,
+        // The host has now failed what was cut off: let the source answer its callers with that.
+        Ok(Drained::Cut(rest)) => tokio::time::timeout(FLUSH_AFTER_CUT, rest)
+            .await
+            .unwrap_or(Ok(())),
+        Err(error) => Err(error),
+    };
     admin_stop.cancel();
     if let Err(error) = admin.await {
         tracing::warn!(%error, "admin server task failed");
@@ -193,10 +217,10 @@ async fn serve_until_shutdown(
     timeout: Duration,
     grace: Duration,
     shutdown: &CancellationToken,
-) -> Result<(), AppError> {
+) -> Result<Drained, AppError> {
     tokio::select! {
         ready = host.wait_until_ready(config.init_timeout) => ready?,
-        () = shutdown.cancelled() => return Ok(()),
+        () = shutdown.cancelled() => return Ok(Drained::Done(Ok(()))),
     }
     tracing::info!("function ready; starting the event source");
 
@@ -256,16 +280,16 @@ async fn serve_until_shutdown(
     if let Some(ended) = early {
         // The source stopped on its own: that is a failure unless it returned cleanly.
         shutdown.cancel();
-        return match ended {
+        return Ok(Drained::Done(match ended {
             Ok(result) => result,
             Err(join) => {
                 tracing::error!(error = %join, "event source task failed");
                 Ok(())
             }
-        };
+        }));
     }
 
-    let drain = async {
+    let mut drain: Drain = Box::pin(async move {
         let source_result = match source.await {
             Ok(result) => result,
             Err(join) => {
@@ -281,15 +305,15 @@ async fn serve_until_shutdown(
         background.close();
         background.wait().await;
         source_result
-    };
-    match tokio::time::timeout(drain_bound, drain).await {
-        Ok(result) => result,
+    });
+    match tokio::time::timeout(drain_bound, &mut drain).await {
+        Ok(result) => Ok(Drained::Done(result)),
         Err(_) => {
             tracing::warn!(
                 grace_seconds = grace.as_secs(),
                 "shutdown grace period over; stopping the function with work still in flight"
             );
-            Ok(())
+            Ok(Drained::Cut(drain))
         }
     }
 }

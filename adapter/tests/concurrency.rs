@@ -83,3 +83,24 @@ async fn beyond_max_concurrency_callers_wait_their_turn() {
         );
     }
 }
+
+#[tokio::test]
+async fn flags_can_come_from_the_environment() {
+    let mut adapter = Spawn::http("fixture")
+        .env("ADAPTER_MAX_CONCURRENCY", "3")
+        .env("ADAPTER_PER_PROCESS_CONCURRENCY", "3")
+        .env("ADAPTER_FUNCTION_NAME", "from-env")
+        .start();
+    adapter.wait_ready().await;
+    let reply = adapter.invoke("from-env", &json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["env"]["AWS_LAMBDA_MAX_CONCURRENCY"], "3");
+    // ceil(3 / 3): one process.
+    assert_eq!(
+        adapter
+            .metrics()
+            .await
+            .get("adapter_function_processes_ready"),
+        Some(&1.0)
+    );
+}

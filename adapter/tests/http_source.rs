@@ -93,7 +93,7 @@ async fn five_mib_passes_and_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn function_url_replies_errors_and_timeouts() {
-    let mut adapter = Spawn::http("fixture").args(&["--timeout", "1"]).start();
+    let mut adapter = Spawn::http("fixture").args(&["--timeout", "2"]).start();
     adapter.wait_ready().await;
     let url = adapter.http_url("/");
 

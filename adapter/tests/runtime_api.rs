@@ -112,7 +112,7 @@ async fn crash_fails_the_invocation_and_the_process_restarts() {
 #[tokio::test]
 async fn timeout_fails_the_invocation_and_replaces_the_process() {
     let mut adapter = Spawn::http("fixture")
-        .args(&["--max-concurrency", "1", "--timeout", "1"])
+        .args(&["--max-concurrency", "1", "--timeout", "2"])
         .start();
     adapter.wait_ready().await;
     let before = adapter.invoke("fixture", &json!({})).await.json()["pid"].clone();
@@ -121,7 +121,7 @@ async fn timeout_fails_the_invocation_and_replaces_the_process() {
     assert_eq!(reply.header("x-amz-function-error"), Some("Unhandled"));
     let error = reply.json();
     assert_eq!(error["errorType"], "Sandbox.Timedout");
-    assert_eq!(error["errorMessage"], "Task timed out after 1.00 seconds");
+    assert_eq!(error["errorMessage"], "Task timed out after 2.00 seconds");
 
     let after = invoke_until_success(&adapter, &json!({})).await;
     assert_ne!(
@@ -132,6 +132,42 @@ async fn timeout_fails_the_invocation_and_replaces_the_process() {
     assert_eq!(
         metrics.get("adapter_invocations_total{outcome=\"timeout\"}"),
         Some(&1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_also_fails_the_other_invocations_of_the_killed_process() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&[
+            "--max-concurrency",
+            "2",
+            "--per-process-concurrency",
+            "2",
+            "--timeout",
+            "3",
+        ])
+        .start();
+    adapter.wait_ready().await;
+    let hang = json!({"action": "hang"});
+    let (first, second) = tokio::join!(adapter.invoke("fixture", &hang), async {
+        adapter
+            .wait_metric("adapter_invocations_in_flight", |v| v >= 1.0)
+            .await;
+        // Space the two deadlines a second apart, so the first one's timeout (and the kill of
+        // the process) comes clearly before the second one's own deadline.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        adapter.invoke("fixture", &hang).await
+    });
+    assert_eq!(first.json()["errorType"], "Sandbox.Timedout");
+    // The process was killed for the first one's timeout, before the second's came.
+    let second = second.json();
+    assert_eq!(second["errorType"], "Runtime.ExitError", "{second}");
+    assert!(
+        second["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{second}"
     );
 }
 

@@ -28,16 +28,19 @@ fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
 }
 
-async fn client() -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
         .load()
-        .await;
-    Client::new(&config)
+        .await
+}
+
+async fn client() -> Client {
+    Client::new(&sdk_config().await)
 }
 
 /// Builds `sqs_fixture` once per test binary (the adapter's tests cannot depend on another
@@ -239,6 +242,9 @@ impl Adapter {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own process group, as under a terminal: `signal_group` then reaches the adapter
+            // and its function processes together, as Ctrl-C does.
+            .process_group(0)
             .spawn()
             .expect("adapter starts");
         Self {
@@ -310,6 +316,15 @@ impl Adapter {
         }
     }
 
+    /// Sends `signal` to the adapter's whole process group (its function processes included).
+    fn signal_group(&self, signal: &str) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args([signal, "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+
     async fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
         match tokio::time::timeout(bound, self.child.wait()).await {
             Ok(status) => status.expect("wait for the adapter"),
@@ -330,6 +345,11 @@ impl Drop for Adapter {
         // SIGTERM, not SIGKILL, so the adapter stops its function processes too.
         if matches!(self.child.try_wait(), Ok(None)) {
             self.sigterm();
+        }
+        // Kept when the test failed: they are what explains it.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+            let _ = std::fs::remove_file(&self.output);
         }
     }
 }
@@ -431,7 +451,9 @@ fn max_overlap(lines: &[String]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_batch_leaves_exactly_the_failed_messages() {
-    let queues = Queues::new("mixed", 30, 10).await;
+    // Long enough that the failed messages stay hidden until the adapter has stopped (so it
+    // does not take them again), short enough not to slow the test down much.
+    let queues = Queues::new("mixed", 12, 10).await;
     let bodies: Vec<_> = (0..6)
         .map(|i| json!({"n": i, "fail": i % 2 == 1}))
         .collect();
@@ -585,9 +607,21 @@ async fn max_concurrency_is_reached_and_never_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_batch_releases_the_message_at_once() {
+    stop_mid_batch_and_expect_the_message_back("sigterm", |adapter| adapter.sigterm()).await;
+}
+
+/// Ctrl-C in a terminal: SIGINT reaches the functions too, and their batch dies with them; it is
+/// still the shutdown's doing, so the message is released, not left to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_to_the_process_group_mid_batch_releases_the_message_at_once() {
+    stop_mid_batch_and_expect_the_message_back("sigint", |adapter| adapter.signal_group("-INT"))
+        .await;
+}
+
+async fn stop_mid_batch_and_expect_the_message_back(name: &str, stop: impl Fn(&Adapter)) {
     // A 120 s visibility timeout: the message coming back within the test's bounds can only be
     // the adapter's release, not the timeout running out.
-    let queues = Queues::new("sigterm", 120, 5).await;
+    let queues = Queues::new(name, 120, 5).await;
     let ids = queues.send(&[json!({"sleep_ms": 600_000})]).await;
 
     let mut adapter = Adapter::start(&queues.url, &["--batch-size", "1"]).await;
@@ -595,7 +629,7 @@ async fn sigterm_mid_batch_releases_the_message_at_once() {
         adapter.records().contains_key(&ids[0]).then_some(())
     })
     .await;
-    adapter.sigterm();
+    stop(&adapter);
     let status = adapter.wait_exit(Duration::from_secs(30)).await;
     assert!(
         status.success(),
@@ -628,7 +662,9 @@ async fn sigterm_mid_batch_releases_the_message_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
-    let queues = Queues::new("outage", 30, 5).await;
+    // A short visibility timeout: the long poll the cut abandons stays open on the SQS side and
+    // may take the message sent during the outage, hiding it for one visibility timeout.
+    let queues = Queues::new("outage", 3, 5).await;
     let proxy = Proxy::start().await;
     let mut adapter = Adapter::start_via(&proxy.url, &queues.url, &["--batch-size", "1"]).await;
     wait_for("ready", WAIT, || async {
@@ -673,4 +709,249 @@ async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
         "{}",
         adapter.output_text()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// In process: the real SQS source and a real queue, with a fake function host (the seam's
+// `tower::Service`), to observe what the source itself does.
+// ---------------------------------------------------------------------------------------------
+
+mod in_process {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use adapter::invocation::{Invocation, InvocationResponse, InvokeError};
+    use adapter::sqs::{SqsArgs, SqsSource};
+    use bytes::Bytes;
+    use clap::Parser;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sqs: SqsArgs,
+    }
+
+    async fn source(queue_url: &str, flags: &[&str]) -> SqsSource {
+        let argv = ["adapter", "--queue-url", queue_url]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let args = Cli::try_parse_from(argv).expect("flags parse").sqs;
+        let mut registry = prometheus_client::registry::Registry::default();
+        SqsSource::with_config(args, &sdk_config().await, &mut registry)
+            .await
+            .expect("source starts")
+    }
+
+    #[derive(Default)]
+    struct Observed {
+        calls: AtomicUsize,
+        running: AtomicUsize,
+        max_running: AtomicUsize,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_source_never_has_more_than_max_concurrency_batches_in_flight() {
+        let queues = Queues::new("inproc-concurrency", 30, 5).await;
+        let ids = queues.send(&vec![json!({}); 12]).await;
+        let observed = Arc::new(Observed::default());
+        let seen = observed.clone();
+        // A host with no limit of its own: the source's cap is all that holds. Each call waits
+        // (bounded) for three to run at once, so the cap is also reached.
+        let invoker = tower::service_fn(move |_: Invocation| {
+            let seen = seen.clone();
+            async move {
+                seen.calls.fetch_add(1, Ordering::SeqCst);
+                let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.max_running.fetch_max(now, Ordering::SeqCst);
+                let until = tokio::time::Instant::now() + Duration::from_secs(3);
+                while seen.running.load(Ordering::SeqCst) < 3 && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                seen.running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, InvokeError>(InvocationResponse::Success(Bytes::new()))
+            }
+        });
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(source(&queues.url, &["--batch-size", "1"]).await.run(
+            invoker,
+            3,
+            Duration::from_secs(30),
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+        wait_for("every message invoked and deleted", WAIT, || async {
+            let all = observed.calls.load(Ordering::SeqCst) >= ids.len();
+            (all && queues.depth().await == (0, 0)).then_some(())
+        })
+        .await;
+        shutdown.cancel();
+        run.await.expect("run task").expect("run returns Ok");
+        assert_eq!(observed.max_running.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            observed.calls.load(Ordering::SeqCst),
+            ids.len(),
+            "each message once"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalid_batch_response_fails_the_whole_batch() {
+        let queues = Queues::new("inproc-reply", 30, 5).await;
+        let ids = queues
+            .send(&[json!({"n": 1}), json!({"n": 2}), json!({"n": 3})])
+            .await;
+        let replies = Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+        let record = replies.clone();
+        // The first invocation names a message that is not in its batch: the whole batch fails
+        // and stays. Nothing else is invoked before the visibility timeout (30 s) ends.
+        let invoker = tower::service_fn(move |invocation: Invocation| {
+            let record = record.clone();
+            async move {
+                let event: serde_json::Value =
+                    serde_json::from_slice(&invocation.payload).expect("event is JSON");
+                let batch: Vec<String> = event["Records"]
+                    .as_array()
+                    .expect("Records")
+                    .iter()
+                    .map(|r| r["messageId"].as_str().expect("messageId").to_owned())
+                    .collect();
+                record.lock().expect("lock").push(batch);
+                let reply = json!({"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]});
+                Ok::<_, InvokeError>(InvocationResponse::Success(Bytes::from(reply.to_string())))
+            }
+        });
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(
+            source(
+                &queues.url,
+                &["--batch-size", "10", "--batching-window", "1"],
+            )
+            .await
+            .run(
+                invoker,
+                1,
+                Duration::from_secs(30),
+                shutdown.clone(),
+                Duration::from_secs(5),
+            ),
+        );
+        wait_for("all three invoked", WAIT, || async {
+            let seen: usize = replies.lock().expect("lock").iter().map(Vec::len).sum();
+            (seen == ids.len()).then_some(())
+        })
+        .await;
+        // Settled: all three still on the queue, in flight (the source no longer extends them).
+        wait_for("the batch settled", WAIT, || async {
+            (queues.depth().await == (0, 3)).then_some(())
+        })
+        .await;
+        shutdown.cancel();
+        run.await.expect("run task").expect("run returns Ok");
+        // Failed messages are not released at shutdown: they wait out their visibility timeout.
+        assert_eq!(queues.depth().await, (0, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batching_window_gathers_over_receive_calls_into_one_lambda_shaped_event() {
+        let queues = Queues::new("inproc-window", 30, 5).await;
+        let ids = queues.send(&vec![json!({"n": 1}); 14]).await;
+        let with_attribute = queues
+            .client
+            .send_message()
+            .queue_url(&queues.url)
+            .message_body("plain text")
+            .message_attributes(
+                "kind",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("sleep")
+                    .build()
+                    .expect("attribute"),
+            )
+            .send()
+            .await
+            .expect("send")
+            .message_id
+            .expect("id");
+        let events = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+        let record = events.clone();
+        let invoker = tower::service_fn(move |invocation: Invocation| {
+            let record = record.clone();
+            async move {
+                let event = serde_json::from_slice(&invocation.payload).expect("event is JSON");
+                record.lock().expect("lock").push(event);
+                Ok::<_, InvokeError>(InvocationResponse::Success(Bytes::new()))
+            }
+        });
+        let shutdown = CancellationToken::new();
+        // At most 10 messages per receive call: 15 in one batch needs the window.
+        let source = source(
+            &queues.url,
+            &["--batch-size", "20", "--batching-window", "2"],
+        )
+        .await;
+        let run = tokio::spawn(source.run(
+            invoker,
+            1,
+            Duration::from_secs(30),
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+        wait_for("all deleted", WAIT, || async {
+            (queues.depth().await == (0, 0)).then_some(())
+        })
+        .await;
+        shutdown.cancel();
+        run.await.expect("run task").expect("run returns Ok");
+
+        let events = events.lock().expect("lock").clone();
+        assert_eq!(events.len(), 1, "one invocation: {events:?}");
+        let records = events[0]["Records"].as_array().expect("Records");
+        let got: BTreeSet<&str> = records
+            .iter()
+            .filter_map(|r| r["messageId"].as_str())
+            .collect();
+        let sent: BTreeSet<&str> = ids
+            .iter()
+            .chain([&with_attribute])
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, sent);
+        let arn = format!(
+            "arn:aws:sqs:us-east-1:000000000000:{}",
+            queues.url.rsplit('/').next().expect("queue name")
+        );
+        for record in records {
+            assert_eq!(record["eventSource"], "aws:sqs");
+            assert_eq!(record["eventSourceARN"], arn.as_str());
+            assert_eq!(record["awsRegion"], "us-east-1");
+            assert_eq!(record["attributes"]["ApproximateReceiveCount"], "1");
+            for attribute in [
+                "SentTimestamp",
+                "SenderId",
+                "ApproximateFirstReceiveTimestamp",
+            ] {
+                assert!(
+                    record["attributes"][attribute].is_string(),
+                    "{attribute} in {record}"
+                );
+            }
+            assert!(record["receiptHandle"].is_string() && record["md5OfBody"].is_string());
+        }
+        let attributed = records
+            .iter()
+            .find(|r| r["messageId"] == with_attribute.as_str())
+            .expect("the message with an attribute");
+        assert_eq!(attributed["body"], "plain text");
+        assert_eq!(
+            attributed["messageAttributes"]["kind"],
+            json!({"stringValue": "sleep", "stringListValues": [], "binaryListValues": [], "dataType": "String"})
+        );
+        assert!(attributed["md5OfMessageAttributes"].is_string());
+    }
 }

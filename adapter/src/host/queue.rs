@@ -64,6 +64,20 @@ struct State {
     closed: bool,
 }
 
+impl State {
+    /// Why a job cannot wait here now, if it cannot.
+    fn refusal(&self) -> Option<InvokeError> {
+        if self.closed {
+            Some(InvokeError::ShuttingDown)
+        } else if self.ready_processes == 0 {
+            // Nobody would take it: fail fast rather than wait for a process that may never come.
+            Some(InvokeError::NotReady)
+        } else {
+            None
+        }
+    }
+}
+
 /// The shared queue of invocations waiting for a function process.
 pub(crate) struct WorkQueue {
     state: Mutex<State>,
@@ -94,14 +108,7 @@ impl WorkQueue {
     /// Queues a job; one that cannot run is completed at once with the reason.
     pub(crate) fn submit(&self, job: Job) {
         let mut state = self.lock();
-        let refusal = if state.closed {
-            Some(InvokeError::ShuttingDown)
-        } else if state.ready_processes == 0 {
-            Some(InvokeError::NotReady)
-        } else {
-            None
-        };
-        if let Some(error) = refusal {
+        if let Some(error) = state.refusal() {
             drop(state);
             job.complete(Err(error));
             return;
@@ -114,9 +121,9 @@ impl WorkQueue {
     /// Puts back a job a process took but could not start, ahead of the others.
     pub(crate) fn requeue(&self, job: Job) {
         let mut state = self.lock();
-        if state.closed {
+        if let Some(error) = state.refusal() {
             drop(state);
-            job.complete(Err(InvokeError::ShuttingDown));
+            job.complete(Err(error));
             return;
         }
         state.jobs.push_front(job);

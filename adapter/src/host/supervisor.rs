@@ -44,14 +44,35 @@ impl FunctionCommand {
             chrono::Utc::now().format("%Y/%m/%d"),
             uuid::Uuid::new_v4().simple()
         );
-        Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", slot.runtime_api.to_string())
             .env("AWS_LAMBDA_LOG_STREAM_NAME", log_stream)
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
+            .kill_on_drop(true);
+        die_with_parent(&mut command);
+        command.spawn()
+    }
+}
+
+/// Asks the kernel to SIGKILL the function when the adapter dies, however it dies.
+///
+/// `kill_on_drop` covers every exit the adapter sees; a SIGKILL of the adapter (the OOM killer, a
+/// `kill -9`) it does not see, and the function's runtime would then retry `/next` against a dead
+/// address forever, an orphan spinning on a core. Function processes are spawned from tokio worker
+/// threads, which live as long as the runtime, so the thread-scoped death signal fires only when
+/// the adapter goes.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec; it only calls prctl(2), which
+    // is async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
     }
 }
 
@@ -91,12 +112,14 @@ pub(crate) async fn supervise(
             }
         };
         let detail = describe(&ended);
-        let was_up = incarnation.retire(
-            &InvokeError::ExitError {
+        let error = if matches!(ended, Ended::Shutdown) {
+            InvokeError::ShuttingDown
+        } else {
+            InvokeError::ExitError {
                 detail: detail.clone(),
-            },
-            || queue.process_down(),
-        );
+            }
+        };
+        let was_up = incarnation.retire(&error, || queue.process_down());
         slot.set_current(None);
         if matches!(ended, Ended::Shutdown) {
             tracing::info!(process = slot.index, "function process stopped: {detail}");

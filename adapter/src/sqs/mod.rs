@@ -8,18 +8,29 @@
 //! long task is never delivered twice; on shutdown, what cannot finish in the grace period is made
 //! visible again at once so another worker takes it.
 //!
-//! Module map: [`event`] builds the event, [`batch_response`] reads the reply, [`visibility`] keeps
-//! in-flight messages invisible, [`poller`] receives and gathers, [`queue`] wraps the SQS calls,
-//! [`metrics`] counts.
+//! Where this differs from Lambda, on purpose:
+//! - While no function process is up (one restarting after a crash), a batch waits for one (up to
+//!   30 s, its messages kept invisible) instead of failing at once: the function never saw it, and
+//!   failing would spend receives and push good messages towards the DLQ.
+//! - At shutdown the long poll in progress is seen through, not dropped: SQS does not notice an
+//!   abandoned long poll, which would then take the messages we release and hide them for a whole
+//!   visibility timeout. Long polls are therefore capped to the drain part of the grace period.
+//! - FIFO queues are consumed like standard ones (SQS itself keeps a message group in order by
+//!   not handing out its next message while one is in flight); Lambda additionally stops a FIFO
+//!   batch at its first failure. Not reproduced.
+//!
+//! Module map: `event` builds the event, `batch_response` reads the reply, `visibility` keeps
+//! in-flight messages invisible, `poller` receives and gathers, `queue` wraps the SQS calls,
+//! `source` runs it all, `metrics` counts, `backoff` spaces retries.
 
 mod backoff;
-pub mod batch_response;
-pub mod event;
+mod batch_response;
+mod event;
 mod metrics;
 mod poller;
 mod queue;
 mod source;
-pub mod visibility;
+mod visibility;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -36,8 +36,20 @@ impl SqsSource {
     /// `AWS_REGION`), reads the queue's ARN (for `eventSourceARN`) and visibility timeout with
     /// `GetQueueAttributes`, and registers the metrics.
     ///
-    /// Fails when the flags contradict each other or the queue cannot be read.
+    /// Fails when the flags contradict each other or the queue cannot be read (SQS unreachable
+    /// at start included: the adapter exits and its orchestrator restarts it).
     pub async fn new(args: SqsArgs, registry: &mut Registry) -> Result<Self, SqsError> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::with_config(args, &config, registry).await
+    }
+
+    /// As [`SqsSource::new`], with the AWS configuration given rather than read from the
+    /// environment (tests point it at LocalStack without touching the process environment).
+    pub async fn with_config(
+        args: SqsArgs,
+        config: &aws_config::SdkConfig,
+        registry: &mut Registry,
+    ) -> Result<Self, SqsError> {
         if args.batch_size > 10 && args.batching_window == 0 {
             // Lambda's rule: without a window a batch is one receive call, at most 10 messages.
             return Err(SqsError::Config(format!(
@@ -45,9 +57,8 @@ impl SqsSource {
                 args.batch_size
             )));
         }
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let region = config.region().map(ToString::to_string).unwrap_or_default();
-        let queue = Queue::new(aws_sdk_sqs::Client::new(&config), args.queue_url.clone());
+        let queue = Queue::new(aws_sdk_sqs::Client::new(config), args.queue_url.clone());
         let attributes = queue
             .attributes()
             .await
@@ -91,9 +102,11 @@ impl SqsSource {
     /// Runs until `shutdown` fires: receives, invokes `invoker` with at most `max_concurrency`
     /// batches at once (each allowed `invocation_timeout`), settles each batch.
     ///
-    /// On shutdown it stops receiving at once, lets running batches finish for up to `grace`, then
-    /// makes every message still in flight visible again (so another worker takes it at once)
-    /// and returns. SQS errors are retried for ever; this only returns `Ok`.
+    /// On shutdown it issues no more receives (the long poll in progress is seen through, and
+    /// long polls are capped so it ends within the grace period), lets running batches finish
+    /// until the last ~2 s of `grace`, then makes every message still in flight visible again
+    /// (so another worker takes it at once) and returns. SQS errors are logged and retried for
+    /// ever; this only returns `Ok`.
     pub async fn run<S>(
         self,
         invoker: S,
@@ -113,6 +126,14 @@ impl SqsSource {
             self.queue_visibility_timeout,
             self.args.visibility_extension_margin,
         );
+        if self.queue_visibility_timeout < invocation_timeout {
+            // Fine here (visibility is extended), but Lambda refuses such a mapping.
+            tracing::warn!(
+                visibility_timeout_s = self.queue_visibility_timeout.as_secs(),
+                function_timeout_s = invocation_timeout.as_secs(),
+                "the queue's visibility timeout is shorter than the function timeout; Lambda would reject this event source mapping"
+            );
+        }
         let window = Duration::from_secs(self.args.batching_window.into());
         // The caller bounds this whole function by `grace` too: keep a slice of it for the
         // release call, which is what makes abandoned messages visible at once.
@@ -147,6 +168,7 @@ impl SqsSource {
             report_batch_item_failures: self.args.report_batch_item_failures,
             invocation_timeout,
             hold_margin: policy.extend_to,
+            shutdown: shutdown.clone(),
         };
 
         // A slot is taken before receiving, so no message waits invisible for a free slot.
@@ -273,6 +295,24 @@ struct Settler {
     invocation_timeout: Duration,
     /// How long past its invocation's end a message may stay hidden: one extension.
     hold_margin: Duration,
+    /// The adapter's shutdown: failures it causes are not the batch's.
+    shutdown: CancellationToken,
+}
+
+/// Whether a batch's result is the shutdown's doing rather than the function's verdict on the
+/// messages: the host refused it (`ShuttingDown`), or during shutdown the process went away
+/// (a terminal's Ctrl-C reaches the whole process group) or none was left (`NotReady`). Such a
+/// batch is released at once, not left to time out. A timeout or a function error stays a
+/// failure: the function did run and judge.
+fn released_at_shutdown(
+    result: &Result<InvocationResponse, InvokeError>,
+    shutting_down: bool,
+) -> bool {
+    match result {
+        Err(InvokeError::ShuttingDown) => true,
+        Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => shutting_down,
+        Err(InvokeError::Timeout { .. }) | Ok(_) => false,
+    }
 }
 
 impl Settler {
@@ -293,8 +333,7 @@ impl Settler {
             // that long (the hold set at receive time only covers one invocation).
             let hold = NOT_READY_PATIENCE + self.invocation_timeout + self.hold_margin;
             let waiting = parts[index..].iter().flatten();
-            self.in_flight
-                .hold_for(waiting.map(|r| r.receipt.message_id.as_str()), hold);
+            self.in_flight.hold_for(waiting.map(|r| &r.receipt), hold);
             self.invoke_and_settle(invoker.clone(), part).await;
         }
     }
@@ -315,10 +354,10 @@ impl Settler {
         tracing::debug!(request_id = %invocation.request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
         let request_id = invocation.request_id.clone();
         let result = invoke_when_ready(invoker, invocation).await;
-        if matches!(result, Err(InvokeError::ShuttingDown)) {
-            // The function never saw these: keep them tracked so shutdown releases them at once
+        if released_at_shutdown(&result, self.shutdown.is_cancelled()) {
+            // Not the messages' fault: keep them tracked so shutdown releases them at once
             // instead of leaving them hidden for a visibility timeout.
-            tracing::debug!(request_id = %request_id, message_ids = ?ids, "host shutting down; batch not run");
+            tracing::debug!(request_id = %request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
             return;
         }
         let settlement = Settlement::new(&result, &ids, self.report_batch_item_failures);
@@ -326,8 +365,10 @@ impl Settler {
         if !settlement.failed.is_empty() {
             // Left alone: visible again when the last extension runs out, as in Lambda; the
             // queue's redrive policy counts the receive and moves poison messages to the DLQ.
-            self.in_flight
-                .untrack(settlement.failed.iter().map(String::as_str));
+            let failed = records
+                .iter()
+                .filter(|r| settlement.failed.contains(&r.receipt.message_id));
+            self.in_flight.untrack(failed.map(|r| &r.receipt));
             self.metrics.failed.inc_by(settlement.failed.len() as u64);
             let reason = settlement.batch_failure.as_ref().map_or_else(
                 || "reported in batchItemFailures".to_owned(),
@@ -345,8 +386,7 @@ impl Settler {
             .collect();
         // Still tracked (and extended) while the delete is retried, so they do not reappear.
         let report = self.queue.delete(&receipts).await;
-        self.in_flight
-            .untrack(settlement.succeeded.iter().map(String::as_str));
+        self.in_flight.untrack(&receipts);
         self.metrics.deleted.inc_by(report.done.len() as u64);
         self.metrics
             .delete_errors
@@ -392,6 +432,31 @@ mod tests {
             async move { reply }
         });
         (service, calls)
+    }
+
+    #[test]
+    fn only_failures_caused_by_shutdown_are_released() {
+        let exit = Err(InvokeError::ExitError {
+            detail: "signal: 2".into(),
+        });
+        let timeout = Err(InvokeError::Timeout { seconds: 3.0 });
+        let function_error = Ok(InvocationResponse::FunctionError {
+            error_type: "Boom".into(),
+            payload: Bytes::new(),
+        });
+        assert!(released_at_shutdown(&Err(InvokeError::ShuttingDown), false));
+        assert!(released_at_shutdown(&exit, true));
+        assert!(released_at_shutdown(&Err(InvokeError::NotReady), true));
+        assert!(
+            !released_at_shutdown(&exit, false),
+            "a crash outside shutdown is a failure"
+        );
+        assert!(!released_at_shutdown(&timeout, true));
+        assert!(!released_at_shutdown(&function_error, true));
+        assert!(!released_at_shutdown(
+            &Ok(InvocationResponse::Success(Bytes::new())),
+            true
+        ));
     }
 
     #[tokio::test]

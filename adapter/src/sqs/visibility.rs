@@ -87,20 +87,29 @@ impl InFlight {
         }
     }
 
-    /// Stops tracking messages: settled, so no longer extended nor released.
-    pub fn untrack<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>) {
+    /// Stops tracking messages: settled, so no longer extended nor released. An entry is only
+    /// removed for its own receipt: if the message was delivered again meanwhile (a duplicate,
+    /// or its visibility lapsed), the newer delivery stays tracked.
+    pub fn untrack<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>) {
         let mut entries = self.lock();
-        for id in message_ids {
-            entries.remove(id);
+        for receipt in receipts {
+            if entries
+                .get(&receipt.message_id)
+                .is_some_and(|e| e.receipt_handle == receipt.receipt_handle)
+            {
+                entries.remove(&receipt.message_id);
+            }
         }
     }
 
     /// Lets these messages be extended for `hold` from now (when their invocation starts).
-    pub fn hold_for<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>, hold: Duration) {
+    pub fn hold_for<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, hold: Duration) {
         let until = Instant::now() + hold;
         let mut entries = self.lock();
-        for id in message_ids {
-            if let Some(entry) = entries.get_mut(id) {
+        for receipt in receipts {
+            if let Some(entry) = entries.get_mut(&receipt.message_id)
+                && entry.receipt_handle == receipt.receipt_handle
+            {
                 entry.hold_until = until;
             }
         }
@@ -141,12 +150,8 @@ impl InFlight {
             .collect()
     }
 
-    /// How many messages are tracked.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Whether no message is tracked.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
@@ -189,8 +194,13 @@ pub(crate) async fn keep_visible(
             "extended visibility"
         );
         for (message_id, reason) in &report.failed {
-            // Usually a message settled meanwhile (deleted: its handle is no longer valid).
-            tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
+            // One failing now and then is a message settled meanwhile (deleted, so its handle is
+            // no longer valid); all of them failing is SQS out of reach, and they may reappear.
+            if report.done.is_empty() {
+                tracing::warn!(message_id = %message_id, reason = %reason, "could not extend visibility");
+            } else {
+                tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
+            }
         }
     }
 }
@@ -236,7 +246,16 @@ mod tests {
             ["a", "b"]
         );
         in_flight.mark_extended(["a"], at(15));
-        in_flight.untrack(["b"]);
+        in_flight.untrack(&[Receipt {
+            message_id: "b".into(),
+            receipt_handle: "stale".into(),
+        }]);
+        assert_eq!(
+            ids(in_flight.due(at(15), Duration::from_secs(15))),
+            ["b"],
+            "a stale receipt untracks nothing; a was just extended"
+        );
+        in_flight.untrack(&[receipt("b")]);
         assert_eq!(ids(in_flight.due(at(25), Duration::from_secs(15))), ["c"]);
         assert_eq!(
             ids(in_flight.due(at(30), Duration::from_secs(15))),

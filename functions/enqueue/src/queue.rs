@@ -1,6 +1,6 @@
 //! The task queue as the API sees it: send a task, read the depth.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::QueueAttributeName;
 use shared::{QueueConfig, TaskMessage};
 
@@ -64,8 +64,19 @@ impl TaskQueue {
     }
 }
 
-fn unavailable(operation: &str, error: impl std::error::Error) -> ApiError {
-    let detail = format!("{operation} failed: {}", DisplayErrorContext(&error));
-    tracing::error!(operation, error = %detail, "queue unavailable");
-    ApiError::QueueUnavailable { detail }
+/// The full error chain goes to the log; the client gets the short reason (the service's error
+/// code, or the SDK's one-line summary such as "dispatch failure").
+fn unavailable<E>(operation: &str, error: E) -> ApiError
+where
+    E: std::error::Error + ProvideErrorMetadata,
+{
+    tracing::error!(operation, error = %DisplayErrorContext(&error), "queue unavailable");
+    let reason = match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => error.to_string(),
+    };
+    ApiError::QueueUnavailable {
+        detail: format!("{operation} failed ({reason})"),
+    }
 }

@@ -257,5 +257,9 @@ async fn unreachable_queue_is_503_with_retry_after() {
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"]["code"], "queue_unavailable");
         assert!(response.headers().contains_key("retry-after"));
+        // A short reason for the client; the full SDK error chain is in the function's log.
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("failed"), "{message}");
     }
 }
