@@ -139,8 +139,13 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
 
     let mut registry = Registry::default();
     let host = FunctionHost::start(config.clone(), &mut registry).await?;
-    let prepared = match prepare(source, &mut registry).await {
-        Ok(prepared) => prepared,
+    let prepared = match prepare(source, &mut registry, &shutdown).await {
+        Ok(Some(prepared)) => prepared,
+        Ok(None) => {
+            // Stopped while waiting for the event source: nothing was taken, nothing to drain.
+            host.shutdown().await;
+            return Ok(());
+        }
         Err(error) => {
             host.shutdown().await;
             return Err(error);
@@ -200,10 +205,16 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
     outcome
 }
 
-async fn prepare(source: Source, registry: &mut Registry) -> Result<PreparedSource, AppError> {
+async fn prepare(
+    source: Source,
+    registry: &mut Registry,
+    shutdown: &CancellationToken,
+) -> Result<Option<PreparedSource>, AppError> {
     Ok(match source {
-        Source::Http(args) => PreparedSource::Http(bind("http", args.listen).await?, args),
-        Source::Sqs(args) => PreparedSource::Sqs(SqsSource::new(args, registry).await?),
+        Source::Http(args) => Some(PreparedSource::Http(bind("http", args.listen).await?, args)),
+        Source::Sqs(args) => SqsSource::connect(args, registry, shutdown)
+            .await?
+            .map(PreparedSource::Sqs),
     })
 }
 

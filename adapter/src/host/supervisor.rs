@@ -51,6 +51,10 @@ impl FunctionCommand {
             .env("AWS_LAMBDA_RUNTIME_API", slot.runtime_api.to_string())
             .env("AWS_LAMBDA_LOG_STREAM_NAME", log_stream)
             .stdin(Stdio::null())
+            // Its own process group: a Ctrl-C in a terminal (SIGINT to the foreground group)
+            // reaches the adapter alone, which drains and then stops the function, as Lambda
+            // does; the function never sees a signal before its work is settled.
+            .process_group(0)
             .kill_on_drop(true);
         die_with_parent(&mut command);
         command.spawn()

@@ -21,7 +21,7 @@
 //!
 //! Module map: `event` builds the event, `batch_response` reads the reply, `visibility` keeps
 //! in-flight messages invisible, `poller` receives and gathers, `queue` wraps the SQS calls,
-//! `source` runs it all, `metrics` counts, `backoff` spaces retries.
+//! `source` runs it all, `settler` sees each batch through, `metrics` counts, `backoff` spaces retries.
 
 mod backoff;
 mod batch_response;
@@ -29,6 +29,7 @@ mod event;
 mod metrics;
 mod poller;
 mod queue;
+mod settler;
 mod source;
 mod visibility;
 
@@ -92,6 +93,8 @@ pub enum SqsError {
         queue_url: String,
         /// The SDK error, with its whole context.
         message: String,
+        /// Whether SQS may answer later (unreachable, 5xx), as opposed to a definite "no".
+        retryable: bool,
     },
     /// The queue answered without an attribute the source needs.
     #[error("queue {queue_url} has no usable {attribute} attribute")]

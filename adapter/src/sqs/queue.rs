@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageSystemAttributeName, QueueAttributeName,
@@ -28,12 +29,38 @@ pub struct Receipt {
 
 /// A failed SQS call, its SDK error rendered with all its context.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct CallError(String);
+#[error("{message}")]
+pub(crate) struct CallError {
+    message: String,
+    /// Whether trying again may help: SQS unreachable, timed out, throttled or failing (5xx).
+    /// A 4xx answer (no such queue, access denied) will not change by itself.
+    pub(crate) retryable: bool,
+}
 
 impl CallError {
-    fn from_sdk(error: impl std::error::Error) -> Self {
-        Self(DisplayErrorContext(error).to_string())
+    /// A request the SDK refused to build: a bug here, not a state of SQS.
+    fn from_build(error: aws_sdk_sqs::error::BuildError) -> Self {
+        Self {
+            message: DisplayErrorContext(error).to_string(),
+            retryable: false,
+        }
+    }
+
+    fn from_sdk<E>(error: SdkError<E, HttpResponse>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let retryable = match &error {
+            SdkError::ServiceError(service) => {
+                let status = service.raw().status();
+                status.is_server_error() || status.as_u16() == 429
+            }
+            _ => true,
+        };
+        Self {
+            message: DisplayErrorContext(error).to_string(),
+            retryable,
+        }
     }
 }
 
@@ -159,7 +186,7 @@ impl Queue {
                     .id(i.to_string())
                     .receipt_handle(&r.receipt_handle)
                     .build()
-                    .map_err(CallError::from_sdk)
+                    .map_err(CallError::from_build)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let output = self
@@ -223,7 +250,7 @@ impl Queue {
                     .receipt_handle(&r.receipt_handle)
                     .visibility_timeout(seconds)
                     .build()
-                    .map_err(CallError::from_sdk)
+                    .map_err(CallError::from_build)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let output = self
