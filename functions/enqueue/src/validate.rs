@@ -120,20 +120,26 @@ fn delay(value: Option<Value>) -> Result<u32, ApiError> {
             ),
         ));
     };
-    match n.as_u64() {
-        Some(d) if d <= u64::from(MAX_DELAY_SECONDS) => Ok(d as u32),
-        Some(_) => Err(invalid(
+    // Any JSON number that is a whole number of seconds counts: `5` and `5.0` are the same delay.
+    let Some(seconds) = n.as_f64() else {
+        return Err(invalid(
             "out_of_range",
             format!("delay_seconds must be from 0 to {MAX_DELAY_SECONDS}, got {n}"),
-        )),
-        None if n.is_f64() && n.as_f64().is_some_and(|f| f.fract() != 0.0) => Err(invalid(
+        ));
+    };
+    if seconds.fract() != 0.0 {
+        return Err(invalid(
             "invalid_type",
             format!("delay_seconds must be a whole number of seconds, got {n}"),
-        )),
-        None => Err(invalid(
+        ));
+    }
+    if (0.0..=f64::from(MAX_DELAY_SECONDS)).contains(&seconds) {
+        Ok(seconds as u32)
+    } else {
+        Err(invalid(
             "out_of_range",
             format!("delay_seconds must be from 0 to {MAX_DELAY_SECONDS}, got {n}"),
-        )),
+        ))
     }
 }
 
@@ -205,6 +211,14 @@ mod tests {
             r#"{"duration_seconds": 2, "delay_seconds": 900}"#,
         );
         assert_eq!(delayed.delay_seconds, 900);
+        let whole_float = ok(
+            "application/json",
+            r#"{"duration_seconds": 2, "delay_seconds": 5.0}"#,
+        );
+        assert_eq!(
+            whole_float.delay_seconds, 5,
+            "5.0 is a whole number of seconds"
+        );
         assert_eq!(
             ok(
                 "application/json",
