@@ -226,6 +226,46 @@ impl Service {
         let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
         let _ = nix::sys::signal::kill(group, signal);
     }
+
+    /// The process's id (also its process group's id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the process alone, not to the rest of its group: what an orchestrator
+    /// (`docker stop`, ECS, the OOM killer) does to a container's main process.
+    pub fn signal_process(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+
+    /// Its exit status if it has exited, `None` while it runs.
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("waitpid on a child")
+    }
+
+    /// Waits at most `timeout` for the process to exit; panics with its output past it.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let what = format!("{} to exit", self.log.display());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                return status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; output:\n{}",
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The live child processes of the process (of any of its threads).
+    pub fn children(&self) -> Vec<u32> {
+        children_of(self.child.id())
+    }
 }
 
 impl Drop for Service {
@@ -251,6 +291,116 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: impl Into<bytes::Bytes>,
 ) -> Result<(u16, String), String> {
+    http_response(method, url, headers, body)
+        .await
+        .map(|response| (response.status, response.body))
+}
+
+/// The live (not zombie) processes whose parent is `pid`, read from `/proc/*/stat`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            proc_stat(child).is_some_and(|(state, parent)| parent == pid && state != 'Z')
+        })
+        .collect()
+}
+
+/// Whether `pid` is a running process (it exists and is not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// The process's command name (`/proc/<pid>/comm`: the executable's file name, at most 15 bytes).
+pub fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|name| name.trim_end().to_string())
+}
+
+/// `(state, parent pid)` from `/proc/<pid>/stat`. The command name in parentheses may itself
+/// hold spaces and parentheses, so the fields are read after its last `)`.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// The path of a workspace binary in the debug target directory (`$CARGO_TARGET_DIR/debug` or
+/// `<workspace>/target/debug`), for tests that start the real binaries as a user would. Panics
+/// with how to build it when it is missing: `cargo test` builds only the package under test's
+/// binaries, `scripts/test` runs `cargo build --workspace --bins` first.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("test-support lives in the workspace")
+        .to_path_buf();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`, \
+         which `scripts/test` runs)",
+        path.display()
+    );
+    path
+}
+
+/// The JSON log lines of `output` (tracing's JSON format, flattened or not) whose message is
+/// `message`. Lines that are not JSON objects are skipped.
+pub fn log_events(output: &str, message: &str) -> Vec<serde_json::Value> {
+    output
+        .lines()
+        .filter(|line| line.contains(message))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| {
+            event.get("message").and_then(|m| m.as_str()) == Some(message)
+                || event.pointer("/fields/message").and_then(|m| m.as_str()) == Some(message)
+        })
+        .collect()
+}
+
+/// An HTTP response: status, headers (names lower-case) and body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Every header, in order, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The body, as text (lossy).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, `Null` when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+}
+
+/// As [`http`], with the response's headers too.
+pub async fn http_response(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> Result<HttpResponse, String> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
@@ -263,11 +413,165 @@ pub async fn http(
         .map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A TCP proxy on loopback in front of LocalStack (or any address) that a test can cut, turn into
+/// a black hole, and restore: a network outage for the processes pointed at it, without stopping
+/// the LocalStack other tests share. It runs on the test's tokio runtime and stops when dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<ProxyMode>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyMode {
+    /// Forwards them.
+    Up,
+    /// Closes them.
+    Cut,
+    /// Swallows them: kept open, never answered.
+    BlackHole,
+    /// Dropped: closes everything.
+    Stopped,
+}
+
+impl Proxy {
+    /// A proxy to LocalStack's [`endpoint`].
+    pub async fn to_localstack() -> Self {
+        let endpoint = endpoint();
+        let target = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Self::start(target).await
+    }
+
+    /// A proxy to `target` (`host:port`), up.
+    pub async fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port for the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Up);
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (modes, swallowed) = (mode.clone(), held.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut mode = modes.subscribe();
+                let held = swallowed.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let now = *mode.borrow_and_update();
+                    let why = match now {
+                        ProxyMode::Up => {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await
+                            else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                                changed = mode.wait_for(|m| *m != ProxyMode::Up) => {
+                                    changed.map_or(ProxyMode::Stopped, |m| *m)
+                                }
+                            }
+                            // `outbound` is dropped here: the target's side of it is gone.
+                        }
+                        other => other,
+                    };
+                    if why == ProxyMode::BlackHole {
+                        // Open but silent until the proxy goes, as behind a lost NAT entry: the
+                        // client's request is never answered, nor is the connection closed.
+                        held.fetch_add(1, Ordering::SeqCst);
+                        let _ = mode.wait_for(|m| *m == ProxyMode::Stopped).await;
+                    }
+                    drop(inbound); // cut: the client sees the connection closed
+                });
+            }
+        });
+        Self {
+            addr,
+            mode,
+            held,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`: what `AWS_ENDPOINT_URL` should say.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The proxy's loopback address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// `url` (an `http://host:port/...` URL, such as a LocalStack queue URL) with its host and
+    /// port replaced by the proxy's.
+    pub fn rewrite(&self, url: &str) -> String {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or(url);
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        format!("{}{path}", self.url())
+    }
+
+    /// Cuts it: open connections are closed, new ones closed on arrival (clients see a reset or
+    /// an end of stream, as when the far side goes away).
+    pub fn cut(&self) {
+        self.mode.send_replace(ProxyMode::Cut);
+    }
+
+    /// Makes it a black hole: open connections and new ones are kept open but never answered,
+    /// for as long as the proxy lives, even after [`Proxy::restore`] (the far side has forgotten
+    /// them, as after a lost NAT entry or a dead load balancer). Only a client's own timeout gets
+    /// it out of a call in flight.
+    pub fn black_hole(&self) {
+        self.mode.send_replace(ProxyMode::BlackHole);
+    }
+
+    /// How many connections the black hole has swallowed so far.
+    pub fn swallowed(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Restores it: new connections reach the target again.
+    pub fn restore(&self) {
+        self.mode.send_replace(ProxyMode::Up);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // Closes every connection, swallowed ones included.
+        self.mode.send_replace(ProxyMode::Stopped);
+        self.task.abort();
+    }
 }

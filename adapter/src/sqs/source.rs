@@ -38,7 +38,7 @@ impl SqsSource {
     /// Fails when the flags contradict each other or the queue cannot be read (SQS unreachable
     /// at start included: the adapter exits and its orchestrator restarts it).
     pub async fn new(args: SqsArgs, registry: &mut Registry) -> Result<Self, SqsError> {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = sdk_config().await;
         Self::with_config(args, &config, registry).await
     }
 
@@ -51,7 +51,7 @@ impl SqsSource {
         registry: &mut Registry,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Result<Option<Self>, SqsError> {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = sdk_config().await;
         let mut backoff =
             super::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
@@ -285,4 +285,22 @@ fn log_batch_task_end(done: Result<(), tokio::task::JoinError>) {
         // Its messages stay tracked and are released at shutdown or time out; never deleted.
         tracing::error!(error = %error, "a batch task panicked");
     }
+}
+
+/// The AWS configuration from the environment, with every SQS call bounded in time.
+///
+/// The SDK's defaults bound only the connect. A connection that goes silent without closing (a
+/// lost NAT entry, a half-open TCP connection) would then hang a receive for ever, with `/readyz`
+/// still green, or hang a delete while it holds a concurrency slot. An attempt may take the
+/// longest long poll (20 s) plus room for a slow answer; the SDK retries a timed-out attempt.
+async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(90))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
 }
