@@ -1,0 +1,450 @@
+//! The tables of `BENCHMARKS.md`, built from the `bench ...` lines of one run.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use crate::stats::parse_line;
+
+/// One result line: its figure and its `key=value` pairs.
+#[derive(Debug, Clone)]
+pub struct Row {
+    figure: String,
+    values: HashMap<String, String>,
+}
+
+impl Row {
+    /// The value of `key`, as text ("" when absent).
+    pub fn s(&self, key: &str) -> &str {
+        self.values.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// The value of `key` as a number.
+    pub fn n(&self, key: &str) -> Option<f64> {
+        self.values.get(key).and_then(|v| v.parse().ok())
+    }
+}
+
+/// Every result line of a run.
+#[derive(Debug, Clone)]
+pub struct Results(Vec<Row>);
+
+impl Results {
+    /// The `bench ...` lines of `text`; other lines are skipped.
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.lines()
+                .filter_map(parse_line)
+                .map(|(figure, pairs)| Row {
+                    figure,
+                    values: pairs.into_iter().collect(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Rows of `figure` whose values include every `(key, value)` of `filter`.
+    pub fn all(&self, figure: &str, filter: &[(&str, &str)]) -> Vec<&Row> {
+        self.0
+            .iter()
+            .filter(|r| r.figure == figure && filter.iter().all(|(k, v)| r.s(k) == *v))
+            .collect()
+    }
+
+    /// The last row of `figure` matching `filter`.
+    pub fn one(&self, figure: &str, filter: &[(&str, &str)]) -> Option<&Row> {
+        self.all(figure, filter).into_iter().last()
+    }
+}
+
+/// A goal of the issue: what it asks, what was measured, whether it is met (`None`: no data).
+pub type Goal = (String, String, Option<bool>);
+
+fn num(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// Writes every table into `md` and returns the goals with their verdicts.
+pub fn write_all(md: &mut String, r: &Results) -> Result<Vec<Goal>, fmt::Error> {
+    let mut goals = Vec::new();
+    http(md, r, &mut goals)?;
+    enqueue(md, r, &mut goals)?;
+    drain(md, r, &mut goals)?;
+    startup(md, r, &mut goals)?;
+    memory(md, r, &mut goals)?;
+    invoke(md, r)?;
+    Ok(goals)
+}
+
+fn http(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
+    writeln!(
+        md,
+        "## 1. HTTP overhead of the adapter (echo function, `wrk`)\n"
+    )?;
+    writeln!(
+        md,
+        "`GET /echo` for a fixed time per row. *plain*: the echo handler in a plain hyper server \
+         (`bench/src/bin/plain_echo.rs`, the floor); *adapter*: `adapter http -- echo`; \
+         *cargo-lambda-watch*: `cargo lambda watch --release` serving the same function (path \
+         `/lambda-url/echo/echo`). Ratios are against *plain* at the same connection count. `wrk` \
+         (2 threads) runs on the same machine and competes for its cores.\n"
+    )?;
+    writeln!(
+        md,
+        "| target | conns | req/s | p50 ms | p99 ms | errors | req/s vs plain | p50 vs plain |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
+    let mut conns: Vec<&str> = r.all("http", &[]).iter().map(|x| x.s("conns")).collect();
+    conns.dedup();
+    let mut seen = Vec::new();
+    for c in conns {
+        if seen.contains(&c) {
+            continue;
+        }
+        seen.push(c);
+        let plain = r.one("http", &[("target", "plain"), ("conns", c)]);
+        for row in r.all("http", &[("conns", c)]) {
+            let rps = ratio(row.n("rps"), plain.and_then(|p| p.n("rps")));
+            let p50 = ratio(row.n("p50_ms"), plain.and_then(|p| p.n("p50_ms")));
+            writeln!(
+                md,
+                "| {} | {c} | {} | {} | {} | {} | {} | {} |",
+                row.s("target"),
+                num(row.n("rps"), 0),
+                num(row.n("p50_ms"), 3),
+                num(row.n("p99_ms"), 3),
+                row.s("errors"),
+                num(rps, 2),
+                num(p50, 2),
+            )?;
+        }
+    }
+    writeln!(md)?;
+    let p50 = |t: &str| {
+        r.one("http", &[("target", t), ("conns", "1")])
+            .and_then(|x| x.n("p50_ms"))
+    };
+    let added = match (p50("adapter"), p50("plain")) {
+        (Some(a), Some(p)) => Some(a - p),
+        _ => None,
+    };
+    goals.push((
+        "adapter adds < 0.3 ms at p50 over the plain server (1 connection)".into(),
+        format!("{} ms", num(added, 3)),
+        added.map(|a| a < 0.3),
+    ));
+    let rps = |t: &str| {
+        r.one("http", &[("target", t), ("conns", "64")])
+            .and_then(|x| x.n("rps"))
+    };
+    let share = ratio(rps("adapter"), rps("plain"));
+    goals.push((
+        "adapter serves >= 80% of the plain server's req/s at 64 connections".into(),
+        num(share.map(|s| s * 100.0), 0) + "%",
+        share.map(|s| s >= 0.8),
+    ));
+    Ok(())
+}
+
+fn enqueue(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
+    writeln!(md, "## 2. Enqueue throughput (LocalStack SQS)\n")?;
+    writeln!(
+        md,
+        "*adapter*: `POST /tasks` through `adapter http -- enqueue` (`wrk`); *SDK ceiling*: raw \
+         `SendMessage` from the AWS SDK for Rust at the same concurrency, no HTTP in front \
+         (`sqs-ceiling send`).\n"
+    )?;
+    writeln!(
+        md,
+        "| conns | adapter req/s | p50 ms | p99 ms | errors | SDK req/s | p50 ms | p99 ms | errors | adapter / SDK |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
+    let mut worst: Option<f64> = None;
+    for a in r.all("enqueue", &[("target", "adapter")]) {
+        let c = a.s("conns");
+        let s = r.one("enqueue", &[("target", "sdk-sendmessage"), ("conns", c)]);
+        let sn = |k: &str| s.and_then(|s| s.n(k));
+        let q = ratio(a.n("rps"), sn("rps"));
+        if let Some(q) = q {
+            worst = Some(worst.map_or(q, |w: f64| w.min(q)));
+        }
+        writeln!(
+            md,
+            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            num(a.n("rps"), 0),
+            num(a.n("p50_ms"), 2),
+            num(a.n("p99_ms"), 2),
+            a.s("errors"),
+            num(sn("rps"), 0),
+            num(sn("p50_ms"), 2),
+            num(sn("p99_ms"), 2),
+            s.map_or("–", |s| s.s("errors")),
+            num(q, 2),
+        )?;
+    }
+    writeln!(md)?;
+    goals.push((
+        "enqueue req/s >= 80% of the raw SendMessage ceiling (worst concurrency)".into(),
+        num(worst.map(|w| w * 100.0), 0) + "%",
+        worst.map(|w| w >= 0.8),
+    ));
+    Ok(())
+}
+
+fn drain(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
+    writeln!(
+        md,
+        "## 3. Worker drain (`adapter sqs -- sleep`, tasks of 1 s)\n"
+    )?;
+    let ceiling = r.one("drain_ceiling", &[]);
+    let rate = ceiling.and_then(|c| c.n("msgs_per_s"));
+    writeln!(
+        md,
+        "Tasks are queued first, then the worker starts. With `--batch-size 1` the concurrency \
+         (`--max-concurrency`) is tasks in flight, as the issue's ideal assumes; a row with batch 10 \
+         runs concurrency x 10 tasks at once (the sleep function runs a batch's records \
+         concurrently). Wall time runs from its start until `sqs_messages_deleted_total` on its \
+         `/metrics` reaches the count. *ideal* = tasks x 1 s / tasks in flight; *queue ceiling* = tasks \
+         / the raw `ReceiveMessage` + `DeleteMessageBatch` rate of the same LocalStack \
+         (`sqs-ceiling drain`, {} pollers: {} msg/s); *bound* = max(ideal, queue ceiling).\n",
+        ceiling.map_or("–", |c| c.s("pollers")),
+        num(rate, 0),
+    )?;
+    writeln!(
+        md,
+        "| concurrency | batch | per process | tasks | wall s | ideal s | queue ceiling s | wall / bound | complete |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    )?;
+    let mut worst: Option<f64> = None;
+    for d in r.all("drain", &[]) {
+        let tasks = d.n("tasks");
+        let in_flight = d.n("concurrency").map(|c| c * d.n("batch").unwrap_or(1.0));
+        let ideal = match (tasks, in_flight) {
+            (Some(t), Some(c)) if c > 0.0 => Some(t / c),
+            _ => None,
+        };
+        let ceiling_s = match (tasks, rate) {
+            (Some(t), Some(rate)) if rate > 0.0 => Some(t / rate),
+            _ => None,
+        };
+        let bound = match (ideal, ceiling_s) {
+            (Some(i), Some(c)) => Some(i.max(c)),
+            (i, c) => i.or(c),
+        };
+        let q = ratio(d.n("wall_s"), bound).filter(|_| d.s("complete") == "true");
+        worst = match (worst, q) {
+            (Some(w), Some(q)) => Some(w.max(q)),
+            (w, q) => w.or(q),
+        };
+        if d.s("complete") != "true" {
+            worst = Some(f64::INFINITY);
+        }
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            d.s("concurrency"),
+            d.n("batch").unwrap_or(1.0),
+            d.s("per_process"),
+            d.s("tasks"),
+            num(d.n("wall_s"), 2),
+            num(ideal, 2),
+            num(ceiling_s, 2),
+            num(q, 2),
+            d.s("complete"),
+        )?;
+    }
+    writeln!(md)?;
+    goals.push((
+        "drain within 20% of max(ideal, queue ceiling) at every concurrency".into(),
+        format!("worst wall / bound = {}", num(worst, 2)),
+        worst.map(|w| w <= 1.2),
+    ));
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+fn startup(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
+    writeln!(md, "## 4. Memory and start-up\n")?;
+    writeln!(
+        md,
+        "Start-up: from spawning the adapter to the first 200 from its `/readyz` (it includes \
+         starting the function process and the function's init, so it bounds the time after init \
+         from above). Rows *echo*, *enqueue*, *sleep* are repeated starts with nothing else to do; \
+         the others are the single start of each workload's adapter.\n"
+    )?;
+    writeln!(
+        md,
+        "| role | starts | median ms | max ms |\n| --- | ---: | ---: | ---: |"
+    )?;
+    let mut roles: Vec<&str> = Vec::new();
+    for s in r.all("startup", &[]) {
+        if !roles.contains(&s.s("role")) {
+            roles.push(s.s("role"));
+        }
+    }
+    let mut worst: Option<f64> = None;
+    for role in roles {
+        let ms: Vec<f64> = r
+            .all("startup", &[("role", role)])
+            .iter()
+            .filter_map(|s| s.n("ready_ms"))
+            .collect();
+        let max = ms.iter().copied().reduce(f64::max);
+        let (n, med) = (ms.len(), median(ms));
+        if n > 1 {
+            worst = [worst, med].into_iter().flatten().reduce(f64::max);
+        }
+        writeln!(md, "| {role} | {n} | {} | {} |", num(med, 1), num(max, 1))?;
+    }
+    writeln!(md)?;
+    goals.push((
+        "ready in under 100 ms after the function initialises (spawn to ready, median of repeated starts, worst function)".into(),
+        format!("{} ms", num(worst, 1)),
+        worst.map(|ms| ms < 100.0),
+    ));
+    Ok(())
+}
+
+fn memory(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
+    writeln!(
+        md,
+        "Memory, from `/proc/<pid>/status`: RSS (`VmRSS`) 1 s after ready with no work (idle; not sampled \
+         for the drain runs, whose queue is full from the start), and peak (`VmHWM`) at the end of \
+         the workload the process served (HTTP load, or the drain).\n"
+    )?;
+    writeln!(
+        md,
+        "| role | adapter idle RSS KiB | adapter peak KiB | functions | function idle RSS KiB (each) | function peak KiB (max) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |"
+    )?;
+    let mut roles: Vec<&str> = Vec::new();
+    for s in r.all("memory", &[]) {
+        if !roles.contains(&s.s("role")) {
+            roles.push(s.s("role"));
+        }
+    }
+    let mut idle_max: Option<f64> = None;
+    for role in roles {
+        let get = |phase: &str, process: &str, key: &str| -> Vec<f64> {
+            r.all(
+                "memory",
+                &[("role", role), ("phase", phase), ("process", process)],
+            )
+            .iter()
+            .filter_map(|m| m.n(key))
+            .collect()
+        };
+        let max = |v: Vec<f64>| v.into_iter().reduce(f64::max);
+        let adapter_idle = max(get("idle", "adapter", "rss_kb"));
+        let fn_idle = get("idle", "function", "rss_kb");
+        let fn_peak = get("peak", "function", "hwm_kb");
+        idle_max = max([idle_max, adapter_idle].into_iter().flatten().collect());
+        writeln!(
+            md,
+            "| {role} | {} | {} | {} | {} | {} |",
+            num(adapter_idle, 0),
+            num(max(get("peak", "adapter", "hwm_kb")), 0),
+            fn_peak.len(),
+            num(max(fn_idle), 0),
+            num(max(fn_peak), 0),
+        )?;
+    }
+    writeln!(md, "\nRelease binary sizes (stripped, thin LTO):\n")?;
+    writeln!(md, "| binary | bytes | MiB |\n| --- | ---: | ---: |")?;
+    for b in r.all("binsize", &[]) {
+        writeln!(
+            md,
+            "| {} | {} | {} |",
+            b.s("name"),
+            b.s("bytes"),
+            num(b.n("bytes").map(|x| x / 1048576.0), 2)
+        )?;
+    }
+    writeln!(md)?;
+    goals.push((
+        "adapter RSS under 15 MiB idle (worst role)".into(),
+        format!("{} KiB", num(idle_max, 0)),
+        idle_max.map(|k| k < 15.0 * 1024.0),
+    ));
+    Ok(())
+}
+
+fn invoke(md: &mut String, r: &Results) -> fmt::Result {
+    writeln!(
+        md,
+        "## 5. Invocation overhead (Invoke API, echo function)\n"
+    )?;
+    writeln!(
+        md,
+        "One invocation at a time: `POST /2015-03-31/functions/echo/invocations` with a function URL \
+         event (`invoke-rtt`), against calling the same handler in-process (`invoke-rtt \
+         --in-process`, and the Criterion bench `bench/benches/invoke.rs`).\n"
+    )?;
+    writeln!(
+        md,
+        "| path | calls | p50 ms | p99 ms | errors |\n| --- | ---: | ---: | ---: | ---: |"
+    )?;
+    for i in r.all("invoke", &[]) {
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            i.s("target"),
+            i.s("count"),
+            num(i.n("p50_ms"), 4),
+            num(i.n("p99_ms"), 4),
+            i.s("errors"),
+        )?;
+    }
+    let api = r
+        .one("invoke", &[("target", "invoke-api")])
+        .and_then(|x| x.n("p50_ms"));
+    let local = r
+        .one("invoke", &[("target", "in-process")])
+        .and_then(|x| x.n("p50_ms"));
+    if let (Some(a), Some(l)) = (api, local) {
+        writeln!(md, "\nInvoke API round trip adds {:.3} ms at p50.", a - l)?;
+    }
+    writeln!(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_has_ratios_and_goals() {
+        let text = "bench http target=plain conns=1 rps=10000 p50_ms=0.100 p99_ms=0.2 errors=0\n\
+                    bench http target=adapter conns=1 rps=5000 p50_ms=0.200 p99_ms=0.4 errors=0\n\
+                    noise\n\
+                    bench drain concurrency=10 per_process=10 tasks=100 wall_s=11 complete=true\n\
+                    bench drain_ceiling tasks=100 pollers=10 msgs_per_s=1000\n";
+        let results = Results::parse(text);
+        let mut md = String::new();
+        let goals = write_all(&mut md, &results).expect("writes");
+        assert!(
+            md.contains("| adapter | 1 | 5000 | 0.200 | 0.400 | 0 | 0.50 | 2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 10 | 1 | 10 | 100 | 11.00 | 10.00 | 0.10 | 1.10 | true |"),
+            "{md}"
+        );
+        assert_eq!(goals[0].2, Some(true));
+        assert_eq!(goals[1].2, None);
+        let drain = goals
+            .iter()
+            .find(|g| g.0.starts_with("drain"))
+            .expect("drain goal");
+        assert_eq!(drain.2, Some(true));
+    }
+}
