@@ -13,7 +13,7 @@ use super::queue::Queue;
 use super::visibility::InFlight;
 
 /// Most messages one `ReceiveMessage` call returns.
-const MAX_PER_RECEIVE: usize = 10;
+pub(crate) const MAX_PER_RECEIVE: usize = 10;
 
 /// What gathering ended with.
 #[derive(Debug)]
@@ -37,7 +37,6 @@ pub(crate) struct Poller {
     pub(crate) in_flight: InFlight,
     pub(crate) metrics: SqsMetrics,
     pub(crate) health: SqsHealth,
-    pub(crate) batch_size: usize,
     pub(crate) window: Duration,
     /// Longest long poll: short enough that shutdown can wait for the one in progress.
     pub(crate) max_wait: Duration,
@@ -53,10 +52,14 @@ impl Poller {
     /// within `max_wait`), not dropped: SQS does not notice an abandoned long poll, which then
     /// takes the next messages to become visible (ours, released at shutdown, included) and
     /// hides them for a whole visibility timeout. What it returns is handed back for release.
-    pub(crate) async fn gather(&mut self, cancel: &CancellationToken) -> Gathered {
+    ///
+    /// `capacity` is how many messages to gather at most: the batch size, or (without a window)
+    /// several small batches' worth from one receive call, for the caller to split.
+    pub(crate) async fn gather(&mut self, capacity: usize, cancel: &CancellationToken) -> Gathered {
+        let capacity = capacity.max(1);
         let mut records: Vec<Record> = Vec::new();
         let mut window_closes: Option<Instant> = None;
-        while records.len() < self.batch_size {
+        while records.len() < capacity {
             let wait = match window_closes {
                 None => self.max_wait,
                 Some(closes) => {
@@ -70,7 +73,7 @@ impl Poller {
                     Duration::from_secs(seconds).min(self.max_wait)
                 }
             };
-            let max = (self.batch_size - records.len()).min(MAX_PER_RECEIVE);
+            let max = (capacity - records.len()).min(MAX_PER_RECEIVE);
             let (received, cancelled_at) = self.receive(max, wait, cancel).await;
             match received {
                 Ok(messages) => {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::event::EventSource;
 use super::metrics::SqsMetrics;
-use super::poller::{Gathered, Poller};
+use super::poller::{Gathered, MAX_PER_RECEIVE, Poller};
 use super::queue::Queue;
 use super::settler::{NOT_READY_PATIENCE, Settler};
 use super::visibility::{self, InFlight, VisibilityPolicy};
@@ -185,7 +185,6 @@ impl SqsSource {
             in_flight: in_flight.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
-            batch_size: self.args.batch_size.into(),
             window,
             // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
             // within the drain period; under a second would be short polling, a busy loop.
@@ -217,14 +216,36 @@ impl SqsSource {
                     Err(_closed) => break Instant::now(), // never closed; closed would mean stop
                 },
             };
-            match poller.gather(&shutdown).await {
-                Gathered::Batch(records) => {
-                    let settler = settler.clone();
-                    let invoker = invoker.clone();
-                    batches.spawn(async move {
-                        let _permit = permit;
-                        settler.process(invoker, records).await;
-                    });
+            // Small batches without a window: one receive call may fill several free slots (up
+            // to 10 messages), as Lambda's pollers do, instead of one call per batch, which
+            // would cap the drain at one receive round trip per batch.
+            let batch_size = usize::from(self.args.batch_size);
+            let mut permits = vec![permit];
+            if window.is_zero() {
+                while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(permit) => permits.push(permit),
+                        Err(_) => break,
+                    }
+                }
+            }
+            match poller.gather(permits.len() * batch_size, &shutdown).await {
+                Gathered::Batch(mut records) => {
+                    // Each batch holds its own slot; slots left over (fewer messages came) are
+                    // dropped here and free again.
+                    for permit in permits {
+                        if records.is_empty() {
+                            break;
+                        }
+                        let rest = records.split_off(batch_size.min(records.len()));
+                        let batch = std::mem::replace(&mut records, rest);
+                        let settler = settler.clone();
+                        let invoker = invoker.clone();
+                        batches.spawn(async move {
+                            let _permit = permit;
+                            settler.process(invoker, batch).await;
+                        });
+                    }
                 }
                 Gathered::Cancelled { records, at } => {
                     // Received but never invoked: still tracked, released with the rest below.
