@@ -21,10 +21,12 @@
 //!
 //! Module map: `event` builds the event, `batch_response` reads the reply, `visibility` keeps
 //! in-flight messages invisible, `poller` receives and gathers, `queue` wraps the SQS calls,
+//! `deleter` coalesces the deletes of concurrent batches,
 //! `source` runs it all, `settler` sees each batch through, `metrics` counts, `backoff` spaces retries.
 
 mod backoff;
 mod batch_response;
+mod deleter;
 mod event;
 mod metrics;
 mod poller;
@@ -38,6 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use source::SqsSource;
+
+use poller::MAX_PER_RECEIVE;
 
 /// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
 #[derive(clap::Args, Debug, Clone)]
@@ -69,7 +73,34 @@ pub struct SqsArgs {
     #[arg(long, env = "ADAPTER_VISIBILITY_EXTENSION_MARGIN", default_value_t = 0.5,
           value_parser = parse_fraction)]
     pub visibility_extension_margin: f64,
+
+    /// Receive loops polling the queue at once (Lambda scales its pollers the same way; its
+    /// provisioned mode calls them `MinimumPollers`). Unset: enough to fill the free concurrency
+    /// 10 messages per call, at most 5 and at least 1. More pollers drain a backlog faster; each
+    /// idle one costs a long poll every 20 s.
+    #[arg(long, env = "ADAPTER_POLLERS",
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub pollers: Option<u16>,
 }
+
+impl SqsArgs {
+    /// How many receive loops run for `max_concurrency` batches at once: `--pollers`, or enough
+    /// that one round of receive calls (10 messages each) can fill every slot, capped at
+    /// [`AUTO_POLLERS_MAX`]. Never more than there are slots: a poller holds one while it polls.
+    pub fn poller_count(&self, max_concurrency: usize) -> usize {
+        let slots = max_concurrency.max(1);
+        let wanted = match self.pollers {
+            Some(pollers) => usize::from(pollers),
+            None => (slots * usize::from(self.batch_size))
+                .div_ceil(MAX_PER_RECEIVE)
+                .clamp(1, AUTO_POLLERS_MAX),
+        };
+        wanted.min(slots)
+    }
+}
+
+/// Most receive loops started without `--pollers`.
+pub const AUTO_POLLERS_MAX: usize = 5;
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
     let value: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -178,6 +209,20 @@ mod tests {
         assert!(parse(&["--batching-window", "301"]).is_err());
         assert!(parse(&["--visibility-extension-margin", "1"]).is_err());
         assert!(parse(&["--visibility-extension-margin", "0.25"]).is_ok());
+    }
+
+    #[test]
+    fn pollers_fill_the_free_slots_up_to_five() {
+        let count =
+            |flags: &[&str], concurrency| parse(flags).expect("parses").poller_count(concurrency);
+        assert_eq!(count(&["--batch-size", "1"], 10), 1);
+        assert_eq!(count(&["--batch-size", "1"], 11), 2);
+        assert_eq!(count(&["--batch-size", "1"], 1000), AUTO_POLLERS_MAX);
+        assert_eq!(count(&["--batch-size", "10"], 3), 3);
+        // A poller holds a slot while it polls: never more pollers than slots.
+        assert_eq!(count(&["--pollers", "8"], 2), 2);
+        assert_eq!(count(&["--pollers", "8"], 100), 8);
+        assert!(parse(&["--pollers", "0"]).is_err());
     }
 
     #[test]

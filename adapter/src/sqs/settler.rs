@@ -9,9 +9,10 @@ use tower::ServiceExt;
 use super::MAX_PAYLOAD_BYTES;
 use super::backoff::Backoff;
 use super::batch_response::Settlement;
+use super::deleter::Deleter;
 use super::event::{self, Record};
 use super::metrics::{InFlightGuard, SqsMetrics};
-use super::queue::{Queue, Receipt};
+use super::queue::Receipt;
 use super::visibility::InFlight;
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 
@@ -50,7 +51,8 @@ where
 /// Invokes with one batch and settles it. Cheap to clone: one per batch task.
 #[derive(Debug, Clone)]
 pub(crate) struct Settler {
-    pub(crate) queue: Queue,
+    /// Deletes what succeeded, together with other batches' deletes.
+    pub(crate) deleter: Deleter,
     pub(crate) in_flight: InFlight,
     pub(crate) metrics: SqsMetrics,
     pub(crate) report_batch_item_failures: bool,
@@ -165,7 +167,7 @@ impl Settler {
             .map(|r| r.receipt.clone())
             .collect();
         // Still tracked (and extended) while the delete is retried, so they do not reappear.
-        let report = self.queue.delete(&receipts).await;
+        let report = self.deleter.delete(receipts.clone()).await;
         self.in_flight.untrack(&receipts);
         self.metrics.deleted.inc_by(report.done.len() as u64);
         self.metrics

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::event::EventSource;
+use super::deleter::Deleter;
+use super::event::{EventSource, Record};
 use super::metrics::SqsMetrics;
 use super::poller::{Gathered, MAX_PER_RECEIVE, Poller};
 use super::queue::Queue;
@@ -179,20 +180,12 @@ impl SqsSource {
             self.metrics.clone(),
             keeper_stop.clone(),
         ));
-        let mut poller = Poller {
-            queue: self.queue.clone(),
-            source: self.source.clone(),
-            in_flight: in_flight.clone(),
-            metrics: self.metrics.clone(),
-            health: self.health.clone(),
-            window,
-            // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
-            // within the drain period; under a second would be short polling, a busy loop.
-            max_wait: Duration::from_secs(drain_for.as_secs().clamp(1, MAX_WAIT_TIME.as_secs())),
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
-        };
+        // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
+        // within the drain period; under a second would be short polling, a busy loop.
+        let max_wait = Duration::from_secs(drain_for.as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
+        let (deleter, deleter_task) = Deleter::start(self.queue.clone());
         let settler = Settler {
-            queue: self.queue.clone(),
+            deleter,
             in_flight: in_flight.clone(),
             metrics: self.metrics.clone(),
             report_batch_item_failures: self.args.report_batch_item_failures,
@@ -201,59 +194,60 @@ impl SqsSource {
             shutdown: shutdown.clone(),
         };
 
-        // A slot is taken before receiving, so no message waits invisible for a free slot.
+        // Several receive loops, as Lambda runs several pollers: one loop is one receive round
+        // trip at a time, which caps the drain far below what the queue serves. They hand their
+        // batches here, where batch tasks are spawned and, at shutdown, drained.
         let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
-        let mut batches = JoinSet::new();
-        let stopped_at = loop {
-            while let Some(done) = batches.try_join_next() {
-                log_batch_task_end(done);
-            }
-            let permit = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break Instant::now(),
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_closed) => break Instant::now(), // never closed; closed would mean stop
-                },
+        let poller_count = self.args.poller_count(max_concurrency);
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let mut pollers = JoinSet::new();
+        for _ in 0..poller_count {
+            let poller = Poller {
+                queue: self.queue.clone(),
+                source: self.source.clone(),
+                in_flight: in_flight.clone(),
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                window,
+                max_wait,
+                backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             };
-            // Small batches without a window: one receive call may fill several free slots (up
-            // to 10 messages), as Lambda's pollers do, instead of one call per batch, which
-            // would cap the drain at one receive round trip per batch.
-            let batch_size = usize::from(self.args.batch_size);
-            let mut permits = vec![permit];
-            if window.is_zero() {
-                while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
-                    match slots.clone().try_acquire_owned() {
-                        Ok(permit) => permits.push(permit),
-                        Err(_) => break,
-                    }
-                }
-            }
-            match poller.gather(permits.len() * batch_size, &shutdown).await {
-                Gathered::Batch(mut records) => {
-                    // Each batch holds its own slot; slots left over (fewer messages came) are
-                    // dropped here and free again.
-                    for permit in permits {
-                        if records.is_empty() {
-                            break;
-                        }
-                        let rest = records.split_off(batch_size.min(records.len()));
-                        let batch = std::mem::replace(&mut records, rest);
+            pollers.spawn(poll_loop(
+                poller,
+                slots.clone(),
+                usize::from(self.args.batch_size),
+                ready_tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        drop(ready_tx);
+        tracing::debug!(pollers = poller_count, "receiving");
+
+        let mut batches = JoinSet::new();
+        loop {
+            tokio::select! {
+                ready = ready_rx.recv() => match ready {
+                    Some(ReadyBatch { permit, records }) => {
                         let settler = settler.clone();
                         let invoker = invoker.clone();
                         batches.spawn(async move {
                             let _permit = permit;
-                            settler.process(invoker, batch).await;
+                            settler.process(invoker, records).await;
                         });
                     }
-                }
-                Gathered::Cancelled { records, at } => {
-                    // Received but never invoked: still tracked, released with the rest below.
-                    tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
-                    break at;
-                }
+                    // Every poller has stopped: shutdown.
+                    None => break,
+                },
+                Some(done) = batches.join_next(), if !batches.is_empty() => log_batch_task_end(done),
             }
-        };
+        }
+        let mut stopped_at = Instant::now();
+        while let Some(stopped) = pollers.join_next().await {
+            match stopped {
+                Ok(at) => stopped_at = stopped_at.min(at),
+                Err(error) => tracing::error!(error = %error, "a poller task failed"),
+            }
+        }
 
         tracing::info!(
             batches = batches.len(),
@@ -274,6 +268,17 @@ impl SqsSource {
             batches.abort_all();
             while batches.join_next().await.is_some() {}
         }
+        // The deleter ends once its handles are gone and its calls done. Abandoned batches' calls
+        // are dropped with it: their messages are still tracked, and released below.
+        drop(settler);
+        if drained.is_err() {
+            deleter_task.abort();
+        }
+        if let Err(error) = deleter_task.await
+            && error.is_panic()
+        {
+            tracing::error!(error = %error, "SQS deleter task failed");
+        }
         keeper_stop.cancel();
         if let Err(error) = keeper.await {
             tracing::error!(error = %error, "visibility keeper task failed");
@@ -293,6 +298,76 @@ impl SqsSource {
         }
         tracing::info!("SQS source stopped");
         Ok(())
+    }
+}
+
+/// A batch gathered by a poller, with the concurrency slot it runs in.
+struct ReadyBatch {
+    permit: OwnedSemaphorePermit,
+    records: Vec<Record>,
+}
+
+/// One receive loop: takes free slots, gathers messages for them, hands each batch (with its slot)
+/// to `ready`. Returns when `shutdown` fires, with the instant it was seen (the grace period counts
+/// from there); messages received but not handed over stay tracked in flight, to be released.
+async fn poll_loop(
+    mut poller: Poller,
+    slots: Arc<Semaphore>,
+    batch_size: usize,
+    ready: mpsc::UnboundedSender<ReadyBatch>,
+    shutdown: CancellationToken,
+) -> Instant {
+    loop {
+        // A slot is taken before receiving, so no message waits invisible for a free slot.
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Instant::now(),
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => return Instant::now(), // never closed; closed would mean stop
+            },
+        };
+        // Small batches without a window: one receive call may fill several free slots (up to 10
+        // messages), as Lambda's pollers do, instead of one call per batch, which would cap the
+        // drain at one receive round trip per batch.
+        let mut permits = vec![permit];
+        if poller.window.is_zero() {
+            while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+        }
+        match poller.gather(permits.len() * batch_size, &shutdown).await {
+            Gathered::Batch(mut records) => {
+                // Each batch holds its own slot; slots left over (fewer messages came) are
+                // dropped here and free again.
+                for permit in permits {
+                    if records.is_empty() {
+                        break;
+                    }
+                    let rest = records.split_off(batch_size.min(records.len()));
+                    let batch = std::mem::replace(&mut records, rest);
+                    if ready
+                        .send(ReadyBatch {
+                            permit,
+                            records: batch,
+                        })
+                        .is_err()
+                    {
+                        // The source is gone (it only goes after every poller): nothing to do
+                        // but leave the messages tracked, to be released or to time out.
+                        return Instant::now();
+                    }
+                }
+            }
+            Gathered::Cancelled { records, at } => {
+                // Received but never invoked: still tracked, released with the rest.
+                tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
+                return at;
+            }
+        }
     }
 }
 
