@@ -359,7 +359,10 @@ fn memory(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
             num(max(fn_peak), 0),
         )?;
     }
-    writeln!(md, "\nRelease binary sizes (stripped, thin LTO):\n")?;
+    writeln!(
+        md,
+        "\nBinary sizes of the measured build (stripped; see *Build* above for the profile):\n"
+    )?;
     writeln!(md, "| binary | bytes | MiB |\n| --- | ---: | ---: |")?;
     for b in r.all("binsize", &[]) {
         writeln!(

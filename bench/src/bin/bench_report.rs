@@ -21,6 +21,9 @@ struct Args {
     /// The command that produced them, for the report.
     #[arg(long, default_value = "scripts/bench")]
     command: String,
+    /// The cargo profile the measured binaries were built with.
+    #[arg(long, default_value = "release")]
+    profile: String,
     /// A note printed at the top (e.g. that the machine was busy).
     #[arg(long, default_value = "")]
     note: String,
@@ -51,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     writeln!(md, "- Command: `{}`", args.command)?;
     writeln!(md, "- Machine: {}", machine())?;
+    writeln!(md, "- Build: cargo profile `{}`", args.profile)?;
     writeln!(md)?;
     let goals = report::write_all(&mut md, &results)?;
     writeln!(md, "## Goals\n")?;
