@@ -27,8 +27,18 @@ pub struct Invocation {
 impl Invocation {
     /// A new invocation with a fresh request id.
     pub fn new(payload: impl Into<Bytes>, timeout: Duration) -> Self {
+        Self::with_request_id(uuid::Uuid::new_v4().to_string(), payload, timeout)
+    }
+
+    /// A new invocation with the request id the event source already gave it (the HTTP source
+    /// puts the same id in the event and in the `apigw-requestid` header).
+    pub fn with_request_id(
+        request_id: String,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Self {
         Self {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id,
             payload: payload.into(),
             timeout,
             trace_id: None,

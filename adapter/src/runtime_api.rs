@@ -258,7 +258,16 @@ fn deadline_ms(now: SystemTime, timeout: Duration) -> u64 {
 }
 
 fn accepted() -> Response {
-    (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
+    // Built per reply from a static body: no JSON value to build and serialize each time.
+    (
+        StatusCode::ACCEPTED,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
 }
 
 fn api_error(status: StatusCode, error_type: &str, message: &str) -> Response {

@@ -10,7 +10,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::query_map::QueryMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use http::header::{CONTENT_TYPE, COOKIE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
@@ -73,7 +73,7 @@ pub fn to_event(
             .to_owned(),
     );
     context.domain_name = Some(domain_name);
-    context.time = Some(meta.received.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+    context.time = Some(request_time(meta.received));
     context.time_epoch = meta.received.timestamp_millis();
     context.http = http;
 
@@ -163,6 +163,23 @@ fn decoded_path(raw_path: &str) -> String {
     percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// `requestContext.time` as API Gateway writes it (`14/Nov/2023:22:13:20 +0000`), written
+/// directly: chrono's `format` parses its pattern again on every request.
+fn request_time(time: DateTime<Utc>) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.get(time.month0() as usize).copied().unwrap_or("Jan");
+    format!(
+        "{:02}/{month}/{}:{:02}:{:02}:{:02} +0000",
+        time.day(),
+        time.year(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
 }
 
 fn protocol_name(version: Version) -> &'static str {
@@ -324,5 +341,22 @@ mod tests {
         assert!(is_text_content_type("application/problem+json"));
         assert!(!is_text_content_type("image/png"));
         assert!(!is_text_content_type("application/octet-stream"));
+    }
+
+    #[test]
+    fn request_time_matches_the_api_gateway_pattern() {
+        use chrono::TimeZone as _;
+        for (y, mo, d, h, mi, se) in [
+            (2024, 1, 5, 3, 4, 5),
+            (2023, 11, 14, 22, 13, 20),
+            (1999, 12, 31, 23, 59, 59),
+        ] {
+            let time = Utc
+                .with_ymd_and_hms(y, mo, d, h, mi, se)
+                .single()
+                .expect("valid time");
+            let expected = time.format("%d/%b/%Y:%H:%M:%S %z").to_string();
+            assert_eq!(request_time(time), expected);
+        }
     }
 }

@@ -125,8 +125,8 @@ where
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let mut invocation = Invocation::new(payload, source.config.timeout);
-    invocation.request_id = request_id.to_owned();
+    let mut invocation =
+        Invocation::with_request_id(request_id.to_owned(), payload, source.config.timeout);
     invocation.trace_id = parts
         .headers
         .get("x-amzn-trace-id")
