@@ -27,6 +27,10 @@ struct Args {
     /// A note printed at the top (e.g. that the machine was busy).
     #[arg(long, default_value = "")]
     note: String,
+    /// A hand-kept Markdown file of optimisations with their before/after figures, copied in as it
+    /// is (figures of code that no longer exists cannot be re-measured).
+    #[arg(long)]
+    history: Option<PathBuf>,
     /// Where to write the Markdown.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -57,6 +61,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "- Build: cargo profile `{}`", args.profile)?;
     writeln!(md)?;
     let goals = report::write_all(&mut md, &results)?;
+    if let Some(history) = &args.history {
+        let text = std::fs::read_to_string(history)
+            .map_err(|e| format!("could not read {}: {e}", history.display()))?;
+        writeln!(md, "{}\n", text.trim_end())?;
+    }
     writeln!(md, "## Goals\n")?;
     writeln!(md, "| goal | measured | met |\n| --- | --- | --- |")?;
     for (goal, measured, met) in goals {

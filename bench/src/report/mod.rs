@@ -5,17 +5,25 @@ use std::fmt::{self, Write as _};
 
 use crate::stats::parse_line;
 
+mod profile;
+
 /// One result line: its figure and its `key=value` pairs.
 #[derive(Debug, Clone)]
 pub struct Row {
     figure: String,
     values: HashMap<String, String>,
+    keys: Vec<String>,
 }
 
 impl Row {
     /// The value of `key`, as text ("" when absent).
     pub fn s(&self, key: &str) -> &str {
         self.values.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// The keys, in the order of the line.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(String::as_str)
     }
 
     /// The value of `key` as a number.
@@ -36,6 +44,7 @@ impl Results {
                 .filter_map(parse_line)
                 .map(|(figure, pairs)| Row {
                     figure,
+                    keys: pairs.iter().map(|(k, _)| k.clone()).collect(),
                     values: pairs.into_iter().collect(),
                 })
                 .collect(),
@@ -79,6 +88,7 @@ pub fn write_all(md: &mut String, r: &Results) -> Result<Vec<Goal>, fmt::Error> 
     startup(md, r, &mut goals)?;
     memory(md, r, &mut goals)?;
     invoke(md, r)?;
+    profile::profile(md, r)?;
     Ok(goals)
 }
 
