@@ -101,7 +101,7 @@ fn http(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
         md,
         "`GET /echo` for a fixed time per row. *plain*: the echo handler in a plain hyper server \
          (`bench/src/bin/plain_echo.rs`, the floor); *adapter*: `adapter http -- echo`; \
-         *cargo-lambda-watch*: `cargo lambda watch --release` serving the same function (path \
+         *cargo-lambda-watch*: `cargo lambda watch` serving the same function from the same build profile (path \
          `/lambda-url/echo/echo`). Ratios are against *plain* at the same connection count. `wrk` \
          (2 threads) runs on the same machine and competes for its cores.\n"
     )?;
