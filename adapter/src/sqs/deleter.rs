@@ -8,6 +8,8 @@
 //! so a lone batch is deleted with no added latency.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -30,7 +32,6 @@ struct Ask {
 #[derive(Debug, Clone)]
 pub(crate) struct Deleter {
     asks: mpsc::UnboundedSender<Ask>,
-    queue: Queue,
 }
 
 impl Deleter {
@@ -38,25 +39,53 @@ impl Deleter {
     /// aborted (aborting drops the calls in flight: their messages are still tracked, and come
     /// back or are released).
     pub(crate) fn start(queue: Queue) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_with(move |receipts: Vec<Receipt>| {
+            let queue = queue.clone();
+            async move { queue.delete(&receipts).await }
+        })
+    }
+
+    /// As [`Deleter::start`], with `delete` making the calls (chunks of 10 and retries are its
+    /// job): the seam the tests use.
+    fn start_with<F, Fut>(delete: F) -> (Self, tokio::task::JoinHandle<()>)
+    where
+        F: Fn(Vec<Receipt>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = BatchReport> + Send + 'static,
+    {
         let (asks, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(queue.clone(), receiver));
-        (Self { asks, queue }, task)
+        let task = tokio::spawn(run(Arc::new(delete), receiver));
+        (Self { asks }, task)
     }
 
     /// Deletes `receipts` (retrying as [`Queue::delete`] does) and reports what was deleted.
     pub(crate) async fn delete(&self, receipts: Vec<Receipt>) -> BatchReport {
         let (reply, report) = oneshot::channel();
-        if let Err(mpsc::error::SendError(ask)) = self.asks.send(Ask { receipts, reply }) {
-            // The task has stopped (only at the very end of a shutdown): delete directly.
-            return self.queue.delete(&ask.receipts).await;
+        let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
+        if self.asks.send(Ask { receipts, reply }).is_err() {
+            return not_deleted(ids);
         }
-        // The task dropping the ask unanswered means it was aborted at shutdown: nothing was
-        // deleted that we know of, so nothing is reported done (the messages come back).
-        report.await.unwrap_or_default()
+        // Unanswered: the task was aborted at shutdown. Nothing is known deleted, so nothing is
+        // reported done; the messages come back (at least once, never lost).
+        report.await.unwrap_or_else(|_| not_deleted(ids))
     }
 }
 
-async fn run(queue: Queue, mut asks: mpsc::UnboundedReceiver<Ask>) {
+/// A report of nothing deleted because the deleter has stopped.
+fn not_deleted(ids: Vec<String>) -> BatchReport {
+    BatchReport {
+        done: Vec::new(),
+        failed: ids
+            .into_iter()
+            .map(|id| (id, "the deleter stopped (adapter shutting down)".to_owned()))
+            .collect(),
+    }
+}
+
+async fn run<F, Fut>(delete: Arc<F>, mut asks: mpsc::UnboundedReceiver<Ask>)
+where
+    F: Fn(Vec<Receipt>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = BatchReport> + Send + 'static,
+{
     let mut calls = JoinSet::new();
     loop {
         if calls.len() >= CALLS_IN_FLIGHT {
@@ -80,8 +109,8 @@ async fn run(queue: Queue, mut asks: mpsc::UnboundedReceiver<Ask>) {
                         Err(_) => break,
                     }
                 }
-                let queue = queue.clone();
-                calls.spawn(async move { delete_group(&queue, group).await });
+                let delete = delete.clone();
+                calls.spawn(async move { delete_group(delete.as_ref(), group).await });
             }
         }
     }
@@ -89,12 +118,16 @@ async fn run(queue: Queue, mut asks: mpsc::UnboundedReceiver<Ask>) {
 }
 
 /// One delete (in chunks of 10, with retries) for a group of asks, each answered with its part.
-async fn delete_group(queue: &Queue, group: Vec<Ask>) {
+async fn delete_group<F, Fut>(delete: &F, group: Vec<Ask>)
+where
+    F: Fn(Vec<Receipt>) -> Fut,
+    Fut: Future<Output = BatchReport>,
+{
     let all: Vec<Receipt> = group
         .iter()
         .flat_map(|ask| ask.receipts.iter().cloned())
         .collect();
-    let report = queue.delete(&all).await;
+    let report = delete(all).await;
     for ask in group {
         let _ = ask.reply.send(part_of(&report, &ask.receipts));
     }
@@ -121,7 +154,97 @@ fn part_of(report: &BatchReport, receipts: &[Receipt]) -> BatchReport {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
     use super::*;
+
+    /// Asks that arrive while every call is busy go together in the next call; a lone ask goes
+    /// at once; every ask gets exactly its own messages back.
+    #[tokio::test]
+    async fn asks_made_while_calls_are_busy_share_the_next_call() {
+        let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let (deleter, task) = Deleter::start_with({
+            let calls = calls.clone();
+            let gate = gate.clone();
+            move |receipts: Vec<Receipt>| {
+                calls.lock().expect("lock").push(receipts.len());
+                let gate = gate.clone();
+                async move {
+                    // Each call waits to be let through, so the test decides when calls end.
+                    gate.acquire().await.expect("open").forget();
+                    BatchReport {
+                        done: receipts.iter().map(|r| r.message_id.clone()).collect(),
+                        failed: Vec::new(),
+                    }
+                }
+            }
+        });
+        let ask = |ids: Vec<String>| {
+            let deleter = deleter.clone();
+            tokio::spawn(async move {
+                deleter
+                    .delete(ids.iter().map(|id| receipt(id)).collect())
+                    .await
+            })
+        };
+        let made = |n: usize| {
+            let calls = calls.clone();
+            async move {
+                while calls.lock().expect("lock").len() < n {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        // The first CALLS_IN_FLIGHT asks each find a free call.
+        let mut first = Vec::new();
+        for i in 0..CALLS_IN_FLIGHT {
+            first.push(ask(vec![format!("a{i}")]));
+            tokio::time::timeout(Duration::from_secs(5), made(i + 1))
+                .await
+                .expect("a call for each of the first asks");
+        }
+        // Six more while all calls are busy: they wait, and go as one call once one ends.
+        let waiting: Vec<_> = (0..6).map(|i| ask(vec![format!("b{i}")])).collect();
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.lock().expect("lock").len(), CALLS_IN_FLIGHT);
+        gate.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(5), made(CALLS_IN_FLIGHT + 1))
+            .await
+            .expect("the waiting asks were sent");
+        gate.add_permits(100);
+        for (i, handle) in waiting.into_iter().enumerate() {
+            let report = handle.await.expect("task");
+            assert_eq!(report.done, vec![format!("b{i}")]);
+        }
+        for (i, handle) in first.into_iter().enumerate() {
+            assert_eq!(handle.await.expect("task").done, vec![format!("a{i}")]);
+        }
+        let sizes = calls.lock().expect("lock").clone();
+        assert_eq!(sizes[..CALLS_IN_FLIGHT], [1; CALLS_IN_FLIGHT]);
+        assert_eq!(sizes[CALLS_IN_FLIGHT..], [6]);
+        drop(deleter);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends with its last handle")
+            .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_deleter_reports_nothing_deleted() {
+        let (deleter, task) =
+            Deleter::start_with(|_: Vec<Receipt>| async { BatchReport::default() });
+        task.abort();
+        let _ = task.await;
+        let report = deleter.delete(vec![receipt("a")]).await;
+        assert!(report.done.is_empty());
+        assert_eq!(report.failed.len(), 1);
+    }
 
     fn receipt(id: &str) -> Receipt {
         Receipt {
