@@ -5,11 +5,16 @@
 //! request rate the limit of a drain: 1,000 one-message batches finishing together took 1,000 calls.
 //! Coalescing needs no timer: at most [`CALLS_IN_FLIGHT`] calls run at once, and asks that arrive
 //! while they run wait and go together in the next one. An ask that finds a call free goes at once,
-//! so a lone batch is deleted with no added latency.
+//! so a lone batch is deleted with no added latency. An ask of 10 or more messages (a full batch)
+//! has nothing to gain and goes straight to its own call, as before: a few slow calls cannot hold
+//! up large batches.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -27,17 +32,28 @@ struct Ask {
     reply: oneshot::Sender<BatchReport>,
 }
 
+/// What makes the delete calls for a list of receipts (in chunks of 10, with retries).
+type DeleteFn = dyn Fn(Vec<Receipt>) -> BoxFuture<'static, BatchReport> + Send + Sync;
+
 /// A handle to the deleter task. Cheap to clone; the task ends when every handle is dropped and the
 /// calls in flight are done.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Deleter {
     asks: mpsc::UnboundedSender<Ask>,
+    delete: Arc<DeleteFn>,
+}
+
+impl fmt::Debug for Deleter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deleter").finish_non_exhaustive()
+    }
 }
 
 impl Deleter {
-    /// Starts the deleter task for `queue`; the handle returned ends it when it is awaited or
-    /// aborted (aborting drops the calls in flight: their messages are still tracked, and come
-    /// back or are released).
+    /// Starts the deleter task for `queue`, and returns a handle to ask it and the task's own
+    /// handle. The task ends once every `Deleter` is dropped and its calls are done; aborting it
+    /// drops the calls in flight (their messages are still tracked, and come back or are
+    /// released).
     pub(crate) fn start(queue: Queue) -> (Self, tokio::task::JoinHandle<()>) {
         Self::start_with(move |receipts: Vec<Receipt>| {
             let queue = queue.clone();
@@ -52,13 +68,19 @@ impl Deleter {
         F: Fn(Vec<Receipt>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = BatchReport> + Send + 'static,
     {
+        let delete: Arc<DeleteFn> =
+            Arc::new(move |receipts| Box::pin(delete(receipts)) as BoxFuture<'static, _>);
         let (asks, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(Arc::new(delete), receiver));
-        (Self { asks }, task)
+        let task = tokio::spawn(run(delete.clone(), receiver));
+        (Self { asks, delete }, task)
     }
 
     /// Deletes `receipts` (retrying as [`Queue::delete`] does) and reports what was deleted.
     pub(crate) async fn delete(&self, receipts: Vec<Receipt>) -> BatchReport {
+        if receipts.len() >= MAX_ENTRIES {
+            // A full call on its own: nothing to share, so no waiting for a free call.
+            return (self.delete)(receipts).await;
+        }
         let (reply, report) = oneshot::channel();
         let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
         if self.asks.send(Ask { receipts, reply }).is_err() {
@@ -81,48 +103,50 @@ fn not_deleted(ids: Vec<String>) -> BatchReport {
     }
 }
 
-async fn run<F, Fut>(delete: Arc<F>, mut asks: mpsc::UnboundedReceiver<Ask>)
-where
-    F: Fn(Vec<Receipt>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = BatchReport> + Send + 'static,
-{
+async fn run(delete: Arc<DeleteFn>, mut asks: mpsc::UnboundedReceiver<Ask>) {
     let mut calls = JoinSet::new();
+    // An ask taken that would have made its group exceed 10 entries: it leads the next group.
+    let mut carried: Option<Ask> = None;
     loop {
         if calls.len() >= CALLS_IN_FLIGHT {
             // All calls busy: asks pile up meanwhile, and go together when one ends.
             calls.join_next().await;
             continue;
         }
-        tokio::select! {
-            biased;
-            Some(_) = calls.join_next(), if !calls.is_empty() => {}
-            ask = asks.recv() => {
-                let Some(first) = ask else { break };
-                let mut group = vec![first];
-                let mut entries = group[0].receipts.len();
-                while entries < MAX_ENTRIES {
-                    match asks.try_recv() {
-                        Ok(ask) => {
-                            entries += ask.receipts.len();
-                            group.push(ask);
-                        }
-                        Err(_) => break,
-                    }
+        let first = match carried.take() {
+            Some(ask) => ask,
+            None => tokio::select! {
+                biased;
+                Some(_) = calls.join_next(), if !calls.is_empty() => continue,
+                ask = asks.recv() => match ask {
+                    Some(ask) => ask,
+                    None => break,
+                },
+            },
+        };
+        let mut entries = first.receipts.len();
+        let mut group = vec![first];
+        while entries < MAX_ENTRIES {
+            match asks.try_recv() {
+                Ok(ask) if entries + ask.receipts.len() > MAX_ENTRIES => {
+                    carried = Some(ask);
+                    break;
                 }
-                let delete = delete.clone();
-                calls.spawn(async move { delete_group(delete.as_ref(), group).await });
+                Ok(ask) => {
+                    entries += ask.receipts.len();
+                    group.push(ask);
+                }
+                Err(_) => break,
             }
         }
+        let delete = delete.clone();
+        calls.spawn(async move { delete_group(delete.as_ref(), group).await });
     }
     while calls.join_next().await.is_some() {}
 }
 
 /// One delete (in chunks of 10, with retries) for a group of asks, each answered with its part.
-async fn delete_group<F, Fut>(delete: &F, group: Vec<Ask>)
-where
-    F: Fn(Vec<Receipt>) -> Fut,
-    Fut: Future<Output = BatchReport>,
-{
+async fn delete_group(delete: &DeleteFn, group: Vec<Ask>) {
     let all: Vec<Receipt> = group
         .iter()
         .flat_map(|ask| ask.receipts.iter().cloned())
@@ -161,8 +185,9 @@ mod tests {
 
     use super::*;
 
-    /// Asks that arrive while every call is busy go together in the next call; a lone ask goes
-    /// at once; every ask gets exactly its own messages back.
+    /// Asks that arrive while every call is busy go together in the next call (never above 10
+    /// entries); a lone ask, or a full one, goes at once; every ask gets exactly its own messages
+    /// back.
     #[tokio::test]
     async fn asks_made_while_calls_are_busy_share_the_next_call() {
         let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
@@ -207,27 +232,39 @@ mod tests {
                 .await
                 .expect("a call for each of the first asks");
         }
-        // Six more while all calls are busy: they wait, and go as one call once one ends.
+        // While all calls are busy: six one-message asks and one of five wait; a full ask of ten
+        // does not wait, it gets its own call at once.
         let waiting: Vec<_> = (0..6).map(|i| ask(vec![format!("b{i}")])).collect();
+        let five = ask((0..5).map(|i| format!("c{i}")).collect());
+        let full = ask((0..10).map(|i| format!("d{i}")).collect());
+        tokio::time::timeout(Duration::from_secs(5), made(CALLS_IN_FLIGHT + 1))
+            .await
+            .expect("the full ask went at once");
         for _ in 0..50 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(calls.lock().expect("lock").len(), CALLS_IN_FLIGHT);
+        assert_eq!(calls.lock().expect("lock").len(), CALLS_IN_FLIGHT + 1);
+        // One call ends: the six go together; the five would make it 11, so they go next.
         gate.add_permits(1);
-        tokio::time::timeout(Duration::from_secs(5), made(CALLS_IN_FLIGHT + 1))
+        tokio::time::timeout(Duration::from_secs(5), made(CALLS_IN_FLIGHT + 2))
             .await
             .expect("the waiting asks were sent");
         gate.add_permits(100);
+        tokio::time::timeout(Duration::from_secs(5), made(CALLS_IN_FLIGHT + 3))
+            .await
+            .expect("the carried ask was sent");
         for (i, handle) in waiting.into_iter().enumerate() {
             let report = handle.await.expect("task");
             assert_eq!(report.done, vec![format!("b{i}")]);
         }
+        assert_eq!(five.await.expect("task").done.len(), 5);
+        assert_eq!(full.await.expect("task").done.len(), 10);
         for (i, handle) in first.into_iter().enumerate() {
             assert_eq!(handle.await.expect("task").done, vec![format!("a{i}")]);
         }
         let sizes = calls.lock().expect("lock").clone();
         assert_eq!(sizes[..CALLS_IN_FLIGHT], [1; CALLS_IN_FLIGHT]);
-        assert_eq!(sizes[CALLS_IN_FLIGHT..], [6]);
+        assert_eq!(sizes[CALLS_IN_FLIGHT..], [10, 6, 5]);
         drop(deleter);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
