@@ -78,12 +78,14 @@ async fn readiness_follows_the_function_and_metrics_count() {
 
 #[tokio::test]
 async fn healthcheck_fails_without_an_adapter() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port");
-    // Nothing listens there once the listener above is dropped.
+    // Nothing listens there.
+    let port = test_support::free_port();
     let status = Command::new(env!("CARGO_BIN_EXE_adapter"))
-        .args(["healthcheck", "--admin-url", &format!("http://{port}")])
+        .args([
+            "healthcheck",
+            "--admin-url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .status()
         .expect("healthcheck runs");
     assert!(!status.success());

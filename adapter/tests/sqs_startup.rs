@@ -12,10 +12,7 @@ use harness::{Adapter, WAIT, wait_for};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_sqs_at_start_is_waited_for_and_sigterm_stops_it_cleanly() {
     // Nothing listens on this port: every call is refused, as when LocalStack is not up yet.
-    let closed = format!(
-        "http://127.0.0.1:{}",
-        harness::free_address().rsplit(':').next().unwrap()
-    );
+    let closed = format!("http://{}", harness::free_address());
     let queue_url = format!("{closed}/queue/us-east-1/000000000000/not-yet");
     let mut adapter = Adapter::start_via(&closed, &queue_url, &[]).await;
 

@@ -275,12 +275,47 @@ impl Drop for Service {
     }
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, for a child process to bind.
+///
+/// Why not the kernel's pick (port 0): it comes from the ephemeral range, the same range every
+/// outgoing connection and every `:0` listener (the adapter's own Runtime API) draws from. Between
+/// this probe and the child's bind, another test's connection may take the port, and the child
+/// fails with "Address already in use" (CI saw it). Below the ephemeral range only tests choose
+/// ports, and within one test process they take turns, so each port is handed out once.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // How many ports below the ephemeral range we use.
+    const SPAN: u32 = 8_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let low = ephemeral_range_start();
+    let first = low.saturating_sub(SPAN).max(1_024);
+    let span = low - first;
+    // Test processes that run side by side start at different places in the span.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let Ok(port) = u16::try_from(first + offset) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {first}..{low}");
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when it can't be read).
+fn ephemeral_range_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|low: &u32| (2_048..=65_535).contains(low))
+        .unwrap_or(32_768)
 }
 
 /// A plain HTTP/1.1 exchange: `(status, body)`. Connection errors are `Err` so tests can wait for

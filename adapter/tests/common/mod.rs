@@ -4,7 +4,7 @@
 #![allow(dead_code)] // Each test file uses a different subset.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,9 +34,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
+    SocketAddr::from(([127, 0, 0, 1], test_support::free_port()))
 }
 
 /// How to start an adapter.

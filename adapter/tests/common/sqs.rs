@@ -411,8 +411,7 @@ impl Drop for Proxy {
 
 /// A loopback address with a port free a moment ago.
 pub fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").to_string()
+    format!("127.0.0.1:{}", test_support::free_port())
 }
 
 /// Polls `check` until it yields a value, for at most `bound`.
