@@ -9,7 +9,7 @@
 //! has nothing to gain and goes straight to its own call, as before: a few slow calls cannot hold
 //! up large batches.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -151,28 +151,57 @@ async fn delete_group(delete: &DeleteFn, group: Vec<Ask>) {
         .iter()
         .flat_map(|ask| ask.receipts.iter().cloned())
         .collect();
-    let report = delete(all).await;
+    let mut report = Outcomes::from(delete(all).await);
     for ask in group {
-        let _ = ask.reply.send(part_of(&report, &ask.receipts));
+        let part = report.take(&ask.receipts);
+        let _ = ask.reply.send(part);
     }
 }
 
-/// The entries of `report` that concern `receipts`.
-fn part_of(report: &BatchReport, receipts: &[Receipt]) -> BatchReport {
-    let ids: HashSet<&str> = receipts.iter().map(|r| r.message_id.as_str()).collect();
-    BatchReport {
-        done: report
-            .done
-            .iter()
-            .filter(|id| ids.contains(id.as_str()))
-            .cloned()
-            .collect(),
-        failed: report
-            .failed
-            .iter()
-            .filter(|(id, _)| ids.contains(id.as_str()))
-            .cloned()
-            .collect(),
+/// A group's report, handed out to its asks one outcome per receipt.
+///
+/// By count, not by id alone: a standard queue may deliver one message twice, and two batches
+/// holding it may share a call. Each receipt then takes one of the two outcomes, so every batch
+/// hears about each of its messages exactly once and the metrics count each delete once.
+#[derive(Debug, Default)]
+struct Outcomes {
+    done: HashMap<String, usize>,
+    failed: HashMap<String, Vec<String>>,
+}
+
+impl From<BatchReport> for Outcomes {
+    fn from(report: BatchReport) -> Self {
+        let mut outcomes = Self::default();
+        for id in report.done {
+            *outcomes.done.entry(id).or_default() += 1;
+        }
+        for (id, reason) in report.failed {
+            outcomes.failed.entry(id).or_default().push(reason);
+        }
+        outcomes
+    }
+}
+
+impl Outcomes {
+    /// Takes one outcome for each of `receipts`; a receipt the report does not mention (it should
+    /// not happen) is reported failed: it is not known deleted, so it comes back.
+    fn take(&mut self, receipts: &[Receipt]) -> BatchReport {
+        let mut part = BatchReport::default();
+        for receipt in receipts {
+            let id = &receipt.message_id;
+            if let Some(count) = self.done.get_mut(id).filter(|count| **count > 0) {
+                *count -= 1;
+                part.done.push(id.clone());
+            } else {
+                let reason = self
+                    .failed
+                    .get_mut(id)
+                    .and_then(Vec::pop)
+                    .unwrap_or_else(|| "no outcome reported for this message".to_owned());
+                part.failed.push((id.clone(), reason));
+            }
+        }
+        part
     }
 }
 
@@ -292,19 +321,36 @@ mod tests {
 
     #[test]
     fn each_ask_gets_its_own_part_of_the_report() {
-        let report = BatchReport {
+        let mut report = Outcomes::from(BatchReport {
             done: vec!["a".into(), "c".into()],
             failed: vec![("b".into(), "ReceiptHandleIsInvalid".into())],
-        };
-        let first = part_of(&report, &[receipt("a"), receipt("b")]);
+        });
+        let first = report.take(&[receipt("a"), receipt("b")]);
         assert_eq!(first.done, vec!["a".to_owned()]);
         assert_eq!(
             first.failed,
             vec![("b".to_owned(), "ReceiptHandleIsInvalid".to_owned())]
         );
-        let second = part_of(&report, &[receipt("c")]);
+        let second = report.take(&[receipt("c")]);
         assert_eq!(second.done, vec!["c".to_owned()]);
         assert!(second.failed.is_empty());
-        assert!(part_of(&report, &[receipt("z")]).done.is_empty());
+        let unknown = report.take(&[receipt("z")]);
+        assert!(unknown.done.is_empty());
+        assert_eq!(unknown.failed.len(), 1, "a receipt always gets an outcome");
+    }
+
+    /// One message delivered twice, held by two batches whose deletes share a call: each batch
+    /// hears of it once, so it is counted deleted twice (two receipts), not four times.
+    #[test]
+    fn a_message_held_twice_gets_one_outcome_per_receipt() {
+        let mut report = Outcomes::from(BatchReport {
+            done: vec!["m".into(), "m".into(), "x".into()],
+            failed: Vec::new(),
+        });
+        let first = report.take(&[receipt("m")]);
+        let second = report.take(&[receipt("m"), receipt("x")]);
+        assert_eq!(first.done, vec!["m".to_owned()]);
+        assert_eq!(second.done, vec!["m".to_owned(), "x".to_owned()]);
+        assert!(first.failed.is_empty() && second.failed.is_empty());
     }
 }

@@ -157,7 +157,12 @@ impl Queue {
                         if let Some(first) = retry.first() {
                             last_error.clone_from(&first.reason);
                         }
-                        pending.retain(|r| retry.iter().any(|f| f.message_id == r.message_id));
+                        // By position, not id: one chunk may hold two deliveries of a message.
+                        let again: Vec<usize> = retry.iter().map(|f| f.index).collect();
+                        pending = again
+                            .into_iter()
+                            .filter_map(|i| pending.get(i).copied())
+                            .collect();
                     }
                     Err(error) => {
                         tracing::warn!(error = %error, attempt, queue_url = %self.url, "DeleteMessageBatch failed");
@@ -274,6 +279,8 @@ impl Queue {
 }
 
 struct EntryFailure {
+    /// Where the entry's receipt is in the call's receipts.
+    index: usize,
     message_id: String,
     sender_fault: bool,
     reason: String,
@@ -292,31 +299,39 @@ impl EntryOutcome {
         successful: impl Iterator<Item = &'a str>,
         failed: impl Iterator<Item = (&'a str, bool, String)>,
     ) -> Self {
-        let lookup = |id: &str| id.parse::<usize>().ok().and_then(|i| receipts.get(i));
-        let done: Vec<String> = successful
-            .filter_map(lookup)
-            .map(|r| r.message_id.clone())
-            .collect();
-        let mut failed: Vec<EntryFailure> = failed
-            .filter_map(|(id, sender_fault, reason)| {
-                lookup(id).map(|r| EntryFailure {
-                    message_id: r.message_id.clone(),
+        let index = |id: &str| id.parse::<usize>().ok().filter(|i| *i < receipts.len());
+        let mut answered = vec![false; receipts.len()];
+        let mut done = Vec::new();
+        for i in successful.filter_map(index) {
+            if !std::mem::replace(&mut answered[i], true) {
+                done.push(receipts[i].message_id.clone());
+            }
+        }
+        let mut failures = Vec::new();
+        for (i, sender_fault, reason) in failed.filter_map(|(id, f, r)| Some((index(id)?, f, r))) {
+            if !std::mem::replace(&mut answered[i], true) {
+                failures.push(EntryFailure {
+                    index: i,
+                    message_id: receipts[i].message_id.clone(),
                     sender_fault,
                     reason,
-                })
-            })
-            .collect();
-        for receipt in receipts {
-            let id = &receipt.message_id;
-            if !done.contains(id) && !failed.iter().any(|f| &f.message_id == id) {
-                failed.push(EntryFailure {
-                    message_id: id.clone(),
+                });
+            }
+        }
+        for (i, receipt) in receipts.iter().enumerate() {
+            if !answered[i] {
+                failures.push(EntryFailure {
+                    index: i,
+                    message_id: receipt.message_id.clone(),
                     sender_fault: false,
                     reason: "not in the SQS response".to_owned(),
                 });
             }
         }
-        Self { done, failed }
+        Self {
+            done,
+            failed: failures,
+        }
     }
 }
 
@@ -347,5 +362,27 @@ mod tests {
             .collect();
         // m3 was in neither list: retried, not assumed deleted.
         assert_eq!(failed, [("m1", true), ("m3", false)]);
+    }
+
+    /// Two deliveries of one message in one call: each entry keeps its own outcome, so only the
+    /// one that failed is retried.
+    #[test]
+    fn two_deliveries_of_a_message_keep_their_own_outcomes() {
+        let receipts: Vec<Receipt> = ["h0", "h1"]
+            .iter()
+            .map(|handle| Receipt {
+                message_id: "m".into(),
+                receipt_handle: (*handle).into(),
+            })
+            .collect();
+        let refs: Vec<&Receipt> = receipts.iter().collect();
+        let outcome = EntryOutcome::from_ids(
+            &refs,
+            ["0", "0"].into_iter(),
+            [("1", false, "InternalError".to_owned())].into_iter(),
+        );
+        assert_eq!(outcome.done, ["m"], "an entry answered twice counts once");
+        let failed: Vec<_> = outcome.failed.iter().map(|f| f.index).collect();
+        assert_eq!(failed, [1]);
     }
 }
