@@ -36,7 +36,7 @@ mod source;
 mod visibility;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use source::SqsSource;
@@ -139,23 +139,69 @@ pub enum SqsError {
 
 /// Readiness of the SQS source: "event source connected".
 ///
-/// Cheap to clone; the admin endpoint holds one and asks [`SqsHealth::connected`] per probe.
+/// Connected while at least one poller's last `ReceiveMessage` call succeeded: with several
+/// pollers, one call failing while the others get through is a blip, not an outage, and readiness
+/// should not flap with it. Cheap to clone; the admin endpoint holds one and asks
+/// [`SqsHealth::connected`] per probe.
 #[derive(Debug, Clone)]
-pub struct SqsHealth(Arc<AtomicBool>);
+pub struct SqsHealth(Arc<HealthCounts>);
+
+#[derive(Debug, Default)]
+struct HealthCounts {
+    pollers: AtomicUsize,
+    failing: AtomicUsize,
+}
 
 impl SqsHealth {
     /// Connected until proven otherwise: [`SqsSource::new`] has just talked to the queue.
     fn new_connected() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
+        Self(Arc::default())
     }
 
-    /// Whether the last call to SQS's `ReceiveMessage` succeeded.
+    /// Whether SQS answers: some poller's last `ReceiveMessage` succeeded (before the pollers
+    /// start: the queue's attributes were just read).
     pub fn connected(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        let pollers = self.0.pollers.load(Ordering::Relaxed).max(1);
+        self.0.failing.load(Ordering::Relaxed) < pollers
     }
 
-    fn set(&self, connected: bool) {
-        self.0.store(connected, Ordering::Relaxed);
+    /// A new poller, connected until its first call says otherwise.
+    fn poller(&self) -> PollerHealth {
+        self.0.pollers.fetch_add(1, Ordering::Relaxed);
+        PollerHealth {
+            shared: self.clone(),
+            failing: false,
+        }
+    }
+}
+
+/// One poller's part of [`SqsHealth`].
+#[derive(Debug)]
+pub(crate) struct PollerHealth {
+    shared: SqsHealth,
+    failing: bool,
+}
+
+impl PollerHealth {
+    /// Records how this poller's last `ReceiveMessage` call went.
+    pub(crate) fn set(&mut self, connected: bool) {
+        let failing = !connected;
+        if failing != std::mem::replace(&mut self.failing, failing) {
+            let counts = &self.shared.0;
+            if failing {
+                counts.failing.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counts.failing.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for PollerHealth {
+    /// A poller that stops no longer counts, either way.
+    fn drop(&mut self) {
+        self.set(true);
+        self.shared.0.pollers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -228,5 +274,25 @@ mod tests {
     #[test]
     fn queue_url_is_required() {
         assert!(Cli::try_parse_from(["adapter"]).is_err());
+    }
+
+    #[test]
+    fn connected_while_any_poller_gets_through() {
+        let health = SqsHealth::new_connected();
+        assert!(health.connected(), "connected before the pollers start");
+        let mut first = health.poller();
+        let mut second = health.poller();
+        first.set(false);
+        assert!(health.connected(), "one poller failing is a blip");
+        first.set(false);
+        second.set(false);
+        assert!(!health.connected(), "every poller failing is an outage");
+        second.set(true);
+        assert!(health.connected());
+        second.set(false);
+        drop(second);
+        assert!(!health.connected(), "the last poller left still fails");
+        first.set(true);
+        assert!(health.connected());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::SqsHealth;
+use super::PollerHealth;
 use super::backoff::Backoff;
 use super::event::{self, EventSource, Record};
 use super::metrics::SqsMetrics;
@@ -36,7 +36,7 @@ pub(crate) struct Poller {
     pub(crate) source: EventSource,
     pub(crate) in_flight: InFlight,
     pub(crate) metrics: SqsMetrics,
-    pub(crate) health: SqsHealth,
+    pub(crate) health: PollerHealth,
     pub(crate) window: Duration,
     /// Longest long poll: short enough that shutdown can wait for the one in progress.
     pub(crate) max_wait: Duration,

@@ -126,7 +126,8 @@ impl SqsSource {
         })
     }
 
-    /// A cheap handle for readiness: connected while the last `ReceiveMessage` call succeeded.
+    /// A cheap handle for readiness: connected while some poller's last `ReceiveMessage` call
+    /// succeeded.
     pub fn health(&self) -> SqsHealth {
         self.health.clone()
     }
@@ -207,7 +208,7 @@ impl SqsSource {
                 source: self.source.clone(),
                 in_flight: in_flight.clone(),
                 metrics: self.metrics.clone(),
-                health: self.health.clone(),
+                health: self.health.poller(),
                 window,
                 max_wait,
                 backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
