@@ -64,6 +64,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// The event source's task panicked (a bug): the exit code says so, for a restart.
+    #[error("the event source task failed: {0}")]
+    SourceTask(String),
 }
 
 /// Runs the command line; the exit code is 0 on a clean stop.
@@ -291,23 +294,15 @@ async fn serve_until_shutdown(
     if let Some(ended) = early {
         // The source stopped on its own: that is a failure unless it returned cleanly.
         shutdown.cancel();
-        return Ok(Drained::Done(match ended {
-            Ok(result) => result,
-            Err(join) => {
-                tracing::error!(error = %join, "event source task failed");
-                Ok(())
-            }
-        }));
+        return Ok(Drained::Done(ended.unwrap_or_else(|join| {
+            Err(AppError::SourceTask(join.to_string()))
+        })));
     }
 
     let mut drain: Drain = Box::pin(async move {
-        let source_result = match source.await {
-            Ok(result) => result,
-            Err(join) => {
-                tracing::error!(error = %join, "event source task failed");
-                Ok(())
-            }
-        };
+        let source_result = source
+            .await
+            .unwrap_or_else(|join| Err(AppError::SourceTask(join.to_string())));
         if let Some(invoke_api) = invoke_api
             && let Ok(Err(error)) = invoke_api.await
         {

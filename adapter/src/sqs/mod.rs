@@ -135,6 +135,9 @@ pub enum SqsError {
         /// The attribute that was missing or unparsable.
         attribute: &'static str,
     },
+    /// A receive loop failed (a bug); the source drained and stopped.
+    #[error("the SQS source stopped: {0}")]
+    Poller(String),
 }
 
 /// Readiness of the SQS source: "event source connected".

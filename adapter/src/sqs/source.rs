@@ -139,7 +139,7 @@ impl SqsSource {
     /// long polls are capped so it ends within the grace period), lets running batches finish
     /// until the last ~2 s of `grace`, then makes every message still in flight visible again
     /// (so another worker takes it at once) and returns. SQS errors are logged and retried for
-    /// ever; this only returns `Ok`.
+    /// ever. It returns an error only if a poller fails (a bug): it then drains as at shutdown.
     pub async fn run<S>(
         self,
         invoker: S,
@@ -199,6 +199,10 @@ impl SqsSource {
         // trip at a time, which caps the drain far below what the queue serves. They hand their
         // batches here, where batch tasks are spawned and, at shutdown, drained.
         let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
+        // Pollers stop at shutdown, or when one of them fails: then the source drains and returns
+        // the failure, and the adapter exits non-zero for its orchestrator to restart it, rather
+        // than run on with fewer pollers, or none, and /readyz still green.
+        let stop = shutdown.child_token();
         let poller_count = self.args.poller_count(max_concurrency);
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let mut pollers = JoinSet::new();
@@ -218,13 +222,32 @@ impl SqsSource {
                 slots.clone(),
                 usize::from(self.args.batch_size),
                 ready_tx.clone(),
-                shutdown.clone(),
+                stop.clone(),
             ));
         }
         drop(ready_tx);
         tracing::debug!(pollers = poller_count, "receiving");
 
         let mut batches = JoinSet::new();
+        let mut stopped_at: Option<Instant> = None;
+        let mut failure: Option<String> = None;
+        let mut poller_stopped = |stopped: Result<Instant, tokio::task::JoinError>| {
+            let at = match stopped {
+                Ok(at) if stop.is_cancelled() => at,
+                // A poller only returns once `stop` fires: before that, it failed.
+                other => {
+                    let reason = match other {
+                        Err(error) => format!("a poller task failed: {error}"),
+                        Ok(_) => "a poller stopped on its own".to_owned(),
+                    };
+                    tracing::error!(reason = %reason, "SQS source stopping: a poller failed");
+                    failure.get_or_insert(reason);
+                    stop.cancel();
+                    Instant::now()
+                }
+            };
+            stopped_at = Some(stopped_at.map_or(at, |first| first.min(at)));
+        };
         loop {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
@@ -240,15 +263,13 @@ impl SqsSource {
                     None => break,
                 },
                 Some(done) = batches.join_next(), if !batches.is_empty() => log_batch_task_end(done),
+                Some(stopped) = pollers.join_next() => poller_stopped(stopped),
             }
         }
-        let mut stopped_at = Instant::now();
         while let Some(stopped) = pollers.join_next().await {
-            match stopped {
-                Ok(at) => stopped_at = stopped_at.min(at),
-                Err(error) => tracing::error!(error = %error, "a poller task failed"),
-            }
+            poller_stopped(stopped);
         }
+        let stopped_at = stopped_at.unwrap_or_else(Instant::now);
 
         tracing::info!(
             batches = batches.len(),
@@ -298,7 +319,10 @@ impl SqsSource {
             }
         }
         tracing::info!("SQS source stopped");
-        Ok(())
+        match failure {
+            Some(reason) => Err(SqsError::Poller(reason)),
+            None => Ok(()),
+        }
     }
 }
 
