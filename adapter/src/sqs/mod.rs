@@ -135,23 +135,27 @@ pub enum SqsError {
         /// The attribute that was missing or unparsable.
         attribute: &'static str,
     },
-    /// A receive loop failed (a bug); the source drained and stopped.
+    /// One of the source's tasks (a receive loop, the deleter, the visibility keeper) failed, a
+    /// bug; the source drained, released what it held, and stopped.
     #[error("the SQS source stopped: {0}")]
-    Poller(String),
+    Stopped(String),
 }
 
 /// Readiness of the SQS source: "event source connected".
 ///
-/// Connected while at least one poller's last `ReceiveMessage` call succeeded: with several
-/// pollers, one call failing while the others get through is a blip, not an outage, and readiness
-/// should not flap with it. Cheap to clone; the admin endpoint holds one and asks
-/// [`SqsHealth::connected`] per probe.
+/// Connected unless some poller's last `ReceiveMessage` call failed and no receiving poller's
+/// last call succeeded. With several pollers, one call failing while the others get through is a
+/// blip, not an outage, and readiness should not flap with it. A poller waiting for a free slot
+/// makes no calls, so its last success says nothing about now: it stops counting as connected
+/// until its next call (a failure, though, stands until a call succeeds). Cheap to clone; the
+/// admin endpoint holds one and asks [`SqsHealth::connected`] per probe.
 #[derive(Debug, Clone)]
 pub struct SqsHealth(Arc<HealthCounts>);
 
+/// How many pollers are in each state (the idle ones are not counted).
 #[derive(Debug, Default)]
 struct HealthCounts {
-    pollers: AtomicUsize,
+    succeeding: AtomicUsize,
     failing: AtomicUsize,
 }
 
@@ -161,40 +165,66 @@ impl SqsHealth {
         Self(Arc::default())
     }
 
-    /// Whether SQS answers: some poller's last `ReceiveMessage` succeeded (before the pollers
-    /// start: the queue's attributes were just read).
+    /// Whether SQS answers, as far as the pollers know.
     pub fn connected(&self) -> bool {
-        let pollers = self.0.pollers.load(Ordering::Relaxed).max(1);
-        self.0.failing.load(Ordering::Relaxed) < pollers
+        self.0.failing.load(Ordering::Relaxed) == 0 || self.0.succeeding.load(Ordering::Relaxed) > 0
     }
 
-    /// A new poller, connected until its first call says otherwise.
+    /// A new poller's part, idle until its first call.
     fn poller(&self) -> PollerHealth {
-        self.0.pollers.fetch_add(1, Ordering::Relaxed);
         PollerHealth {
             shared: self.clone(),
-            failing: false,
+            state: PollerState::Idle,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PollerState {
+    /// No call yet, or waiting for a slot after a successful one.
+    Idle,
+    Succeeding,
+    Failing,
 }
 
 /// One poller's part of [`SqsHealth`].
 #[derive(Debug)]
 pub(crate) struct PollerHealth {
     shared: SqsHealth,
-    failing: bool,
+    state: PollerState,
 }
 
 impl PollerHealth {
     /// Records how this poller's last `ReceiveMessage` call went.
     pub(crate) fn set(&mut self, connected: bool) {
-        let failing = !connected;
-        if failing != std::mem::replace(&mut self.failing, failing) {
-            let counts = &self.shared.0;
-            if failing {
-                counts.failing.fetch_add(1, Ordering::Relaxed);
-            } else {
-                counts.failing.fetch_sub(1, Ordering::Relaxed);
+        self.enter(if connected {
+            PollerState::Succeeding
+        } else {
+            PollerState::Failing
+        });
+    }
+
+    /// The poller waits for a free slot: its last success no longer counts.
+    pub(crate) fn waiting(&mut self) {
+        if self.state == PollerState::Succeeding {
+            self.enter(PollerState::Idle);
+        }
+    }
+
+    fn enter(&mut self, state: PollerState) {
+        let counts = &self.shared.0;
+        let counter = |state| match state {
+            PollerState::Idle => None,
+            PollerState::Succeeding => Some(&counts.succeeding),
+            PollerState::Failing => Some(&counts.failing),
+        };
+        let before = std::mem::replace(&mut self.state, state);
+        if before != state {
+            if let Some(count) = counter(before) {
+                count.fetch_sub(1, Ordering::Relaxed);
+            }
+            if let Some(count) = counter(state) {
+                count.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -203,8 +233,7 @@ impl PollerHealth {
 impl Drop for PollerHealth {
     /// A poller that stops no longer counts, either way.
     fn drop(&mut self) {
-        self.set(true);
-        self.shared.0.pollers.fetch_sub(1, Ordering::Relaxed);
+        self.enter(PollerState::Idle);
     }
 }
 
@@ -280,22 +309,35 @@ mod tests {
     }
 
     #[test]
-    fn connected_while_any_poller_gets_through() {
+    fn connected_while_any_receiving_poller_gets_through() {
         let health = SqsHealth::new_connected();
         assert!(health.connected(), "connected before the pollers start");
         let mut first = health.poller();
         let mut second = health.poller();
         first.set(false);
+        second.set(true);
         assert!(health.connected(), "one poller failing is a blip");
-        first.set(false);
         second.set(false);
         assert!(!health.connected(), "every poller failing is an outage");
         second.set(true);
         assert!(health.connected());
-        second.set(false);
-        drop(second);
-        assert!(!health.connected(), "the last poller left still fails");
+        // The one that got through now waits for a slot: its success is old news.
+        second.waiting();
+        assert!(
+            !health.connected(),
+            "only a failing poller is still receiving"
+        );
+        first.waiting();
+        assert!(
+            !health.connected(),
+            "a failure stands while its poller waits"
+        );
         first.set(true);
         assert!(health.connected());
+        first.set(false);
+        drop(first);
+        assert!(health.connected(), "a stopped poller no longer counts");
+        second.set(false);
+        assert!(!health.connected());
     }
 }

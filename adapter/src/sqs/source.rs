@@ -139,7 +139,8 @@ impl SqsSource {
     /// long polls are capped so it ends within the grace period), lets running batches finish
     /// until the last ~2 s of `grace`, then makes every message still in flight visible again
     /// (so another worker takes it at once) and returns. SQS errors are logged and retried for
-    /// ever. It returns an error only if a poller fails (a bug): it then drains as at shutdown.
+    /// ever. It returns an error only if one of its tasks fails (a bug): it then drains and
+    /// releases as at shutdown.
     pub async fn run<S>(
         self,
         invoker: S,
@@ -174,7 +175,7 @@ impl SqsSource {
         let in_flight =
             InFlight::new(window + NOT_READY_PATIENCE + invocation_timeout + policy.extend_to);
         let keeper_stop = CancellationToken::new();
-        let keeper = tokio::spawn(visibility::keep_visible(
+        let mut keeper = tokio::spawn(visibility::keep_visible(
             self.queue.clone(),
             in_flight.clone(),
             policy,
@@ -184,7 +185,7 @@ impl SqsSource {
         // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
         // within the drain period; under a second would be short polling, a busy loop.
         let max_wait = Duration::from_secs(drain_for.as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
-        let (deleter, deleter_task) = Deleter::start(self.queue.clone());
+        let (deleter, mut deleter_task) = Deleter::start(self.queue.clone());
         let settler = Settler {
             deleter,
             in_flight: in_flight.clone(),
@@ -199,10 +200,15 @@ impl SqsSource {
         // trip at a time, which caps the drain far below what the queue serves. They hand their
         // batches here, where batch tasks are spawned and, at shutdown, drained.
         let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
-        // Pollers stop at shutdown, or when one of them fails: then the source drains and returns
-        // the failure, and the adapter exits non-zero for its orchestrator to restart it, rather
-        // than run on with fewer pollers, or none, and /readyz still green.
+        // Pollers stop at shutdown, or when a task of the source fails (a poller, the deleter, the
+        // visibility keeper): then the source drains and returns the failure, and the adapter
+        // exits non-zero for its orchestrator to restart it, rather than run on crippled (fewer
+        // pollers, no deletes, no extensions) with /readyz still green.
         let stop = shutdown.child_token();
+        let mut failure = Failure {
+            reason: None,
+            stop: stop.clone(),
+        };
         let poller_count = self.args.poller_count(max_concurrency);
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let mut pollers = JoinSet::new();
@@ -230,24 +236,18 @@ impl SqsSource {
 
         let mut batches = JoinSet::new();
         let mut stopped_at: Option<Instant> = None;
-        let mut failure: Option<String> = None;
-        let mut poller_stopped = |stopped: Result<Instant, tokio::task::JoinError>| {
+        let mut poller_stopped = |stopped: Result<Instant, tokio::task::JoinError>,
+                                  failure: &mut Failure| {
             let at = match stopped {
                 Ok(at) if stop.is_cancelled() => at,
                 // A poller only returns once `stop` fires: before that, it failed.
-                other => {
-                    let reason = match other {
-                        Err(error) => format!("a poller task failed: {error}"),
-                        Ok(_) => "a poller stopped on its own".to_owned(),
-                    };
-                    tracing::error!(reason = %reason, "SQS source stopping: a poller failed");
-                    failure.get_or_insert(reason);
-                    stop.cancel();
-                    Instant::now()
-                }
+                Ok(_) => failure.set("a poller stopped on its own".to_owned()),
+                Err(error) => failure.set(format!("a poller task failed: {error}")),
             };
             stopped_at = Some(stopped_at.map_or(at, |first| first.min(at)));
         };
+        // Whether the helper tasks still run (a finished `JoinHandle` must not be polled again).
+        let (mut keeper_running, mut deleter_running) = (true, true);
         loop {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
@@ -263,11 +263,20 @@ impl SqsSource {
                     None => break,
                 },
                 Some(done) = batches.join_next(), if !batches.is_empty() => log_batch_task_end(done),
-                Some(stopped) = pollers.join_next() => poller_stopped(stopped),
+                Some(stopped) = pollers.join_next() => poller_stopped(stopped, &mut failure),
+                // Both only end when told to, after this loop.
+                ended = &mut keeper, if keeper_running => {
+                    keeper_running = false;
+                    failure.set(format!("the visibility keeper ended: {}", task_end(ended)));
+                }
+                ended = &mut deleter_task, if deleter_running => {
+                    deleter_running = false;
+                    failure.set(format!("the deleter ended: {}", task_end(ended)));
+                }
             }
         }
         while let Some(stopped) = pollers.join_next().await {
-            poller_stopped(stopped);
+            poller_stopped(stopped, &mut failure);
         }
         let stopped_at = stopped_at.unwrap_or_else(Instant::now);
 
@@ -293,17 +302,19 @@ impl SqsSource {
         // The deleter ends once its handles are gone and its calls done. Abandoned batches' calls
         // are dropped with it: their messages are still tracked, and released below.
         drop(settler);
-        if drained.is_err() {
-            deleter_task.abort();
-        }
-        if let Err(error) = deleter_task.await
-            && error.is_panic()
-        {
-            tracing::error!(error = %error, "SQS deleter task failed");
+        if deleter_running {
+            if drained.is_err() {
+                deleter_task.abort();
+            }
+            if let Err(error) = deleter_task.await
+                && error.is_panic()
+            {
+                failure.set(format!("the deleter failed: {error}"));
+            }
         }
         keeper_stop.cancel();
-        if let Err(error) = keeper.await {
-            tracing::error!(error = %error, "visibility keeper task failed");
+        if keeper_running && let Err(error) = keeper.await {
+            failure.set(format!("the visibility keeper failed: {error}"));
         }
         let left = in_flight.drain();
         if !left.is_empty() {
@@ -319,10 +330,34 @@ impl SqsSource {
             }
         }
         tracing::info!("SQS source stopped");
-        match failure {
-            Some(reason) => Err(SqsError::Poller(reason)),
+        match failure.reason {
+            Some(reason) => Err(SqsError::Stopped(reason)),
             None => Ok(()),
         }
+    }
+}
+
+/// The first failure of one of the source's tasks, which stops the pollers.
+struct Failure {
+    reason: Option<String>,
+    stop: CancellationToken,
+}
+
+impl Failure {
+    /// Records `reason` (the first one is kept), stops the pollers, and returns when.
+    fn set(&mut self, reason: String) -> Instant {
+        tracing::error!(reason = %reason, "SQS source stopping: one of its tasks failed");
+        self.reason.get_or_insert(reason);
+        self.stop.cancel();
+        Instant::now()
+    }
+}
+
+/// How a helper task that should still be running ended.
+fn task_end(ended: Result<(), tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(()) => "returned early".to_owned(),
+        Err(error) => error.to_string(),
     }
 }
 
@@ -343,14 +378,23 @@ async fn poll_loop(
     shutdown: CancellationToken,
 ) -> Instant {
     loop {
+        if shutdown.is_cancelled() {
+            return Instant::now();
+        }
         // A slot is taken before receiving, so no message waits invisible for a free slot.
-        let permit = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Instant::now(),
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => return Instant::now(), // never closed; closed would mean stop
-            },
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                poller.health.waiting();
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return Instant::now(),
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_closed) => return Instant::now(), // never closed; closed means stop
+                    },
+                }
+            }
         };
         // Small batches without a window: one receive call may fill several free slots (up to 10
         // messages), as Lambda's pollers do, instead of one call per batch, which would cap the
