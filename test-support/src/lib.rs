@@ -284,13 +284,10 @@ impl Drop for Service {
 /// ports, and within one test process they take turns, so each port is handed out once.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    // How many ports below the ephemeral range we use.
-    const SPAN: u32 = 8_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let low = ephemeral_range_start();
-    let first = low.saturating_sub(SPAN).max(1_024);
-    let span = low - first;
-    // Test processes that run side by side start at different places in the span.
+    let (first, end) = port_range_for_tests();
+    let span = end - first;
+    // Test processes that run side by side start at different places in the range.
     let _ = NEXT.compare_exchange(
         u32::MAX,
         std::process::id().wrapping_mul(2_654_435_761) % span,
@@ -298,24 +295,45 @@ pub fn free_port() -> u16 {
         Ordering::Relaxed,
     );
     for _ in 0..span {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
-        let Ok(port) = u16::try_from(first + offset) else {
+        let port = first + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        // LocalStack's own ports: free while it is down, taken when it comes up.
+        if (4_510..=4_566).contains(&port) {
+            continue;
+        }
+        let Ok(port) = u16::try_from(port) else {
             continue;
         };
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free loopback port in {first}..{low}");
+    panic!("no free loopback port in {first}..{end}");
 }
 
-/// The first port of the kernel's ephemeral range (Linux's default when it can't be read).
-fn ephemeral_range_start() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+/// The ports [`free_port`] hands out, `first..end`: below the kernel's ephemeral range, or above
+/// it when there is no room below.
+fn port_range_for_tests() -> (u32, u32) {
+    // How many ports tests use.
+    const SPAN: u32 = 8_000;
+    const LOWEST: u32 = 1_024;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .filter(|low: &u32| (2_048..=65_535).contains(low))
-        .unwrap_or(32_768)
+        .and_then(|range| {
+            let mut ends = range.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((ends.next()??, ends.next()??))
+        });
+    // Linux's default when it can't be read.
+    let (low, high) = range.unwrap_or((32_768, 60_999));
+    if low >= LOWEST + SPAN / 4 {
+        (low.saturating_sub(SPAN).max(LOWEST), low)
+    } else if high + SPAN / 4 <= 65_536 {
+        (high + 1, (high + 1 + SPAN).min(65_536))
+    } else {
+        panic!(
+            "the ephemeral port range ({low}-{high}, /proc/sys/net/ipv4/ip_local_port_range) \
+             leaves no ports for the tests to choose without racing the kernel"
+        )
+    }
 }
 
 /// A plain HTTP/1.1 exchange: `(status, body)`. Connection errors are `Err` so tests can wait for
