@@ -232,6 +232,12 @@ async fn serve_until_shutdown(
     grace: Duration,
     shutdown: &CancellationToken,
 ) -> Result<Drained, AppError> {
+    // Bound before /readyz can say ready, so a caller that waits for ready finds it listening
+    // (calls made during init wait in the backlog, as Lambda holds an invoke during init).
+    let invoke_listener = match service.invoke_listen {
+        Some(addr) => Some(bind("invoke", addr).await?),
+        None => None,
+    };
     tokio::select! {
         ready = host.wait_until_ready(config.init_timeout) => ready?,
         () = shutdown.cancelled() => return Ok(Drained::Done(Ok(()))),
@@ -239,9 +245,9 @@ async fn serve_until_shutdown(
     tracing::info!("function ready; starting the event source");
 
     let background = TaskTracker::new();
-    let invoke_api = match service.invoke_listen {
-        Some(addr) => Some(tokio::spawn(invoke_api::serve(
-            bind("invoke", addr).await?,
+    let invoke_api = invoke_listener.map(|listener| {
+        tokio::spawn(invoke_api::serve(
+            listener,
             host.invoker(),
             InvokeApiConfig {
                 function_name: config.function_name.clone(),
@@ -250,9 +256,8 @@ async fn serve_until_shutdown(
             },
             background.clone(),
             shutdown.clone(),
-        ))),
-        None => None,
-    };
+        ))
+    });
     // The SQS source keeps to the grace period itself and then releases what it still holds, so it
     // gets a moment more; the HTTP server cannot cut its requests, so the grace bounds it here.
     let drain_bound = match &prepared {

@@ -41,6 +41,10 @@ async fn n_invocations_run_at_once_in_n_processes() {
         .args(&["--max-concurrency", "4"])
         .start();
     adapter.wait_ready().await;
+    // Ready means one process is; a process still starting would let another take two.
+    adapter
+        .wait_metric("adapter_function_processes_ready", |v| v >= 4.0)
+        .await;
     let (replies, ()) = tokio::join!(run_at_once(&adapter, 4, 3_000), async {
         adapter
             .wait_metric("adapter_invocations_in_flight", |v| v >= 4.0)
@@ -57,6 +61,9 @@ async fn per_process_concurrency_shares_processes() {
         .args(&["--max-concurrency", "4", "--per-process-concurrency", "2"])
         .start();
     adapter.wait_ready().await;
+    adapter
+        .wait_metric("adapter_function_processes_ready", |v| v >= 2.0)
+        .await;
     let replies = run_at_once(&adapter, 4, 3_000).await;
     let pids: HashSet<u64> = replies.iter().map(|r| field(r, "pid")).collect();
     assert_eq!(pids.len(), 2, "ceil(4 / 2) processes: {replies:?}");

@@ -144,7 +144,7 @@ async fn a_timeout_also_fails_the_other_invocations_of_the_killed_process() {
             "--per-process-concurrency",
             "2",
             "--timeout",
-            "3",
+            "5",
         ])
         .start();
     adapter.wait_ready().await;
@@ -153,9 +153,9 @@ async fn a_timeout_also_fails_the_other_invocations_of_the_killed_process() {
         adapter
             .wait_metric("adapter_invocations_in_flight", |v| v >= 1.0)
             .await;
-        // Space the two deadlines a second apart, so the first one's timeout (and the kill of
-        // the process) comes clearly before the second one's own deadline.
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        // Space the two deadlines apart, so the first one's timeout (and the kill of the
+        // process) comes clearly before the second one's own deadline, even on a busy machine.
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
         adapter.invoke("fixture", &hang).await
     });
     assert_eq!(first.json()["errorType"], "Sandbox.Timedout");
@@ -174,14 +174,14 @@ async fn a_timeout_also_fails_the_other_invocations_of_the_killed_process() {
 #[tokio::test]
 async fn init_error_makes_the_adapter_exit_with_the_reason() {
     let mut adapter = Spawn::http("fixture")
-        .args(&["--init-timeout", "2"])
+        .args(&["--init-timeout", "5"])
         .env("FIXTURE_INIT", "fail")
         .start();
     let status = adapter.wait_exit(WAIT).await;
     assert!(!status.success());
     let log = adapter.log();
     assert!(
-        log.contains("no function process initialised within 2 s"),
+        log.contains("no function process initialised within 5 s"),
         "{log}"
     );
     assert!(log.contains("fixture init failed on purpose"), "{log}");
@@ -190,7 +190,7 @@ async fn init_error_makes_the_adapter_exit_with_the_reason() {
 #[tokio::test]
 async fn exit_before_next_makes_the_adapter_exit_with_the_reason() {
     let mut adapter = Spawn::http("fixture")
-        .args(&["--init-timeout", "2"])
+        .args(&["--init-timeout", "5"])
         .env("FIXTURE_INIT", "exit")
         .start();
     let status = adapter.wait_exit(WAIT).await;

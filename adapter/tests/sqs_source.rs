@@ -21,7 +21,7 @@ use serde_json::json;
 async fn mixed_batch_leaves_exactly_the_failed_messages() {
     // Long enough that the failed messages stay hidden until the adapter has stopped (so it
     // does not take them again), short enough not to slow the test down much.
-    let queues = Queues::new("mixed", 12, 10).await;
+    let queues = Queues::new("mixed", 20, 10).await;
     let bodies: Vec<_> = (0..6)
         .map(|i| json!({"n": i, "fail": i % 2 == 1}))
         .collect();
@@ -75,7 +75,8 @@ async fn mixed_batch_leaves_exactly_the_failed_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_message_reaches_the_dlq_after_max_receive_count() {
-    let queues = Queues::new("poison", 1, 2).await;
+    // 3 s: the adapter extends visibility at half-time, which a 1 s queue leaves no room for.
+    let queues = Queues::new("poison", 3, 2).await;
     let ids = queues
         .send(&[json!({"fail": true}), json!({"ok": true})])
         .await;
@@ -116,10 +117,11 @@ async fn poison_message_reaches_the_dlq_after_max_receive_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_longer_than_the_visibility_timeout_runs_once() {
-    // 2 s visibility, a 6 s task, two slots: without extension the message would be received
-    // again by the free slot while the first run is still going.
-    let queues = Queues::new("extend", 2, 5).await;
-    let ids = queues.send(&[json!({"sleep_ms": 6000})]).await;
+    // 4 s visibility, a 10 s task, two slots: without extension the message would be received
+    // again by the free slot while the first run is still going. Each extension has 2 s to
+    // reach LocalStack.
+    let queues = Queues::new("extend", 4, 5).await;
+    let ids = queues.send(&[json!({"sleep_ms": 10_000})]).await;
 
     let mut adapter = Adapter::start(
         &queues.url,
@@ -461,7 +463,7 @@ mod in_process {
         // At most 10 messages per receive call: 15 in one batch needs the window.
         let source = source(
             &queues.url,
-            &["--batch-size", "20", "--batching-window", "2"],
+            &["--batch-size", "20", "--batching-window", "5"],
         )
         .await;
         let run = tokio::spawn(source.run(

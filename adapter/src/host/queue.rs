@@ -50,10 +50,22 @@ impl Job {
 
     /// Hands the result to the caller (if it still waits) and records it.
     pub(crate) fn complete(self, result: InvokeResult) {
-        self.metrics.record(&result, self.submitted.elapsed());
+        let Self {
+            invocation,
+            reply,
+            submitted,
+            metrics,
+            _permit,
+            _in_flight,
+        } = self;
+        metrics.record(&result, submitted.elapsed());
+        // Done before the caller hears: whoever the reply wakes sees the slot free and the
+        // in-flight gauge already down.
+        drop(_in_flight);
+        drop(_permit);
         // The caller may have gone (an HTTP client that hung up): the result is only logged then.
-        if self.reply.send(result).is_err() {
-            tracing::debug!(request_id = %self.invocation.request_id, "caller no longer waiting");
+        if reply.send(result).is_err() {
+            tracing::debug!(request_id = %invocation.request_id, "caller no longer waiting");
         }
     }
 }
