@@ -172,8 +172,10 @@ impl SqsSource {
         // The caller bounds this whole function by `grace` too: keep a slice of it for the
         // release call, which is what makes abandoned messages visible at once.
         let drain_for = grace.saturating_sub(RELEASE_BUDGET.min(grace / 5));
-        let in_flight =
-            InFlight::new(window + NOT_READY_PATIENCE + invocation_timeout + policy.extend_to);
+        let in_flight = InFlight::new(
+            window + NOT_READY_PATIENCE + invocation_timeout + policy.extend_to,
+            policy,
+        );
         let keeper_stop = CancellationToken::new();
         let mut keeper = tokio::spawn(visibility::keep_visible(
             self.queue.clone(),

@@ -1,8 +1,8 @@
 //! Keeps received messages invisible while they are gathered and processed.
 //!
 //! Every received message is tracked here until its batch is settled. One keeper task extends the
-//! visibility of every tracked message when `extend_after` has passed since it was received or last
-//! extended, to `extend_to` from then. A message is never extended past its hold limit (the
+//! visibility of every tracked message when `first_after` has passed since it was received (then
+//! `extend_after` since its last extension), to `extend_to` from then. A message is never extended past its hold limit (the
 //! batching window plus the invocation timeout plus one visibility timeout), so a stuck batch
 //! cannot hide a message for ever. At shutdown, what is still tracked is drained and released.
 
@@ -19,7 +19,9 @@ use super::queue::{Queue, Receipt};
 /// When and how far to extend visibility, derived from the queue's visibility timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VisibilityPolicy {
-    /// Extend once this long has passed since the last receive or extension.
+    /// Extend once this long has passed since the receive: a share of the queue's own timeout.
+    pub first_after: Duration,
+    /// Extend again once this long has passed since the last extension.
     pub extend_after: Duration,
     /// The visibility timeout each extension sets, counted from the extension.
     pub extend_to: Duration,
@@ -33,9 +35,15 @@ impl VisibilityPolicy {
     pub fn new(queue_timeout: Duration, margin: f64) -> Self {
         // SQS counts whole seconds; at least 2 s, so a 0 or 1 s queue still has room for the call.
         let extend_to = Duration::from_secs(queue_timeout.as_secs().max(2));
-        let extend_after = extend_to.mul_f64((1.0 - margin).clamp(0.05, 0.95));
-        let tick = (extend_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let share = (1.0 - margin).clamp(0.05, 0.95);
+        let extend_after = extend_to.mul_f64(share);
+        // The receive set the queue's timeout, not `extend_to`: a 1 s queue needs its first
+        // extension at 0.5 s, not when the message is already visible again.
+        let first_after = queue_timeout.min(extend_to).mul_f64(share);
+        let tick = (first_after.min(extend_after) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         Self {
+            first_after,
             extend_after,
             extend_to,
             tick,
@@ -46,7 +54,8 @@ impl VisibilityPolicy {
 #[derive(Debug)]
 struct Entry {
     receipt_handle: String,
-    last_extended: Instant,
+    /// When the next extension is due.
+    due_at: Instant,
     hold_until: Instant,
 }
 
@@ -55,14 +64,17 @@ struct Entry {
 pub struct InFlight {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     max_hold: Duration,
+    policy: VisibilityPolicy,
 }
 
 impl InFlight {
-    /// An empty registry; no message is extended more than `max_hold` after it was tracked.
-    pub fn new(max_hold: Duration) -> Self {
+    /// An empty registry, its messages due for extension as `policy` says; no message is extended
+    /// more than `max_hold` after it was tracked.
+    pub fn new(max_hold: Duration, policy: VisibilityPolicy) -> Self {
         Self {
             entries: Arc::default(),
             max_hold,
+            policy,
         }
     }
 
@@ -80,7 +92,7 @@ impl InFlight {
                 receipt.message_id.clone(),
                 Entry {
                     receipt_handle: receipt.receipt_handle.clone(),
-                    last_extended: received_at,
+                    due_at: received_at + self.policy.first_after,
                     hold_until: received_at + self.max_hold,
                 },
             );
@@ -115,13 +127,11 @@ impl InFlight {
         }
     }
 
-    /// Tracked messages whose last extension is at least `after` old at `now`, within their hold.
-    pub fn due(&self, now: Instant, after: Duration) -> Vec<Receipt> {
+    /// Tracked messages due for extension at `now`, within their hold.
+    pub fn due(&self, now: Instant) -> Vec<Receipt> {
         self.lock()
             .iter()
-            .filter(|(_, e)| {
-                now.saturating_duration_since(e.last_extended) >= after && now < e.hold_until
-            })
+            .filter(|(_, e)| now >= e.due_at && now < e.hold_until)
             .map(|(id, e)| Receipt {
                 message_id: id.clone(),
                 receipt_handle: e.receipt_handle.clone(),
@@ -134,7 +144,7 @@ impl InFlight {
         let mut entries = self.lock();
         for id in message_ids {
             if let Some(entry) = entries.get_mut(id) {
-                entry.last_extended = at;
+                entry.due_at = at + self.policy.extend_after;
             }
         }
     }
@@ -174,7 +184,7 @@ pub(crate) async fn keep_visible(
             _ = ticks.tick() => {}
         }
         let now = Instant::now();
-        let due = in_flight.due(now, policy.extend_after);
+        let due = in_flight.due(now);
         if due.is_empty() {
             continue;
         }
@@ -220,18 +230,28 @@ mod tests {
     fn policy_extends_at_half_time_to_the_queue_timeout() {
         let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
         assert_eq!(policy.extend_to, Duration::from_secs(30));
+        assert_eq!(policy.first_after, Duration::from_secs(15));
         assert_eq!(policy.extend_after, Duration::from_secs(15));
         assert!(policy.tick < policy.extend_after);
-        // A tiny queue timeout still leaves room for the call itself.
-        let tiny = VisibilityPolicy::new(Duration::ZERO, 0.5);
-        assert_eq!(tiny.extend_to, Duration::from_secs(2));
-        assert!(tiny.extend_after < tiny.extend_to && tiny.tick < tiny.extend_after);
+        // A tiny queue timeout still leaves room for the call itself, and the first extension
+        // comes before the receive's own timeout runs out.
+        let one = VisibilityPolicy::new(Duration::from_secs(1), 0.5);
+        assert_eq!(one.extend_to, Duration::from_secs(2));
+        assert_eq!(one.first_after, Duration::from_millis(500));
+        assert!(one.tick < one.first_after && one.extend_after < one.extend_to);
+        let zero = VisibilityPolicy::new(Duration::ZERO, 0.5);
+        assert_eq!(
+            zero.first_after,
+            Duration::ZERO,
+            "extended at the first tick"
+        );
     }
 
     #[test]
     fn due_selects_stale_untracked_are_gone_and_hold_is_bounded() {
         let start = Instant::now();
-        let in_flight = InFlight::new(Duration::from_secs(100));
+        let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
+        let in_flight = InFlight::new(Duration::from_secs(100), policy);
         in_flight.track(&[receipt("a"), receipt("b")], start);
         in_flight.track(&[receipt("c")], start + Duration::from_secs(10));
         let at = |s| start + Duration::from_secs(s);
@@ -240,30 +260,42 @@ mod tests {
             v.into_iter().map(|r| r.message_id).collect::<Vec<_>>()
         };
 
-        assert!(in_flight.due(at(14), Duration::from_secs(15)).is_empty());
-        assert_eq!(
-            ids(in_flight.due(at(15), Duration::from_secs(15))),
-            ["a", "b"]
-        );
+        assert!(in_flight.due(at(14)).is_empty());
+        assert_eq!(ids(in_flight.due(at(15))), ["a", "b"]);
         in_flight.mark_extended(["a"], at(15));
         in_flight.untrack(&[Receipt {
             message_id: "b".into(),
             receipt_handle: "stale".into(),
         }]);
         assert_eq!(
-            ids(in_flight.due(at(15), Duration::from_secs(15))),
+            ids(in_flight.due(at(15))),
             ["b"],
             "a stale receipt untracks nothing; a was just extended"
         );
         in_flight.untrack(&[receipt("b")]);
-        assert_eq!(ids(in_flight.due(at(25), Duration::from_secs(15))), ["c"]);
-        assert_eq!(
-            ids(in_flight.due(at(30), Duration::from_secs(15))),
-            ["a", "c"]
-        );
+        assert_eq!(ids(in_flight.due(at(25))), ["c"]);
+        assert_eq!(ids(in_flight.due(at(30))), ["a", "c"]);
         // Past its hold a message is no longer extended, but still released at shutdown.
-        assert_eq!(ids(in_flight.due(at(105), Duration::from_secs(15))), ["c"]);
+        assert_eq!(ids(in_flight.due(at(105))), ["c"]);
         assert_eq!(ids(in_flight.drain()), ["a", "c"]);
         assert!(in_flight.is_empty());
+    }
+
+    #[test]
+    fn a_message_from_a_one_second_queue_is_due_before_it_reappears() {
+        let start = Instant::now();
+        let policy = VisibilityPolicy::new(Duration::from_secs(1), 0.5);
+        let in_flight = InFlight::new(Duration::from_secs(100), policy);
+        in_flight.track(&[receipt("a")], start);
+        assert!(in_flight.due(start + Duration::from_millis(400)).is_empty());
+        assert_eq!(in_flight.due(start + Duration::from_millis(500)).len(), 1);
+        // Extended to 2 s: due again after 1 s.
+        in_flight.mark_extended(["a"], start + Duration::from_millis(500));
+        assert!(
+            in_flight
+                .due(start + Duration::from_millis(1_400))
+                .is_empty()
+        );
+        assert_eq!(in_flight.due(start + Duration::from_millis(1_500)).len(), 1);
     }
 }
