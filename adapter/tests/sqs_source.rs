@@ -148,6 +148,55 @@ async fn task_longer_than_the_visibility_timeout_runs_once() {
     assert_eq!(adapter.records().len(), 1);
 }
 
+/// A FIFO group runs one message at a time, in order, though slots are free: one receive may
+/// return several messages of the group, and they must not be split over concurrent batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_group_runs_in_order_one_batch_at_a_time() {
+    let queues = Queues::fifo("fifo", 30, 5).await;
+    let bodies: Vec<_> = (0..6).map(|n| json!({"n": n, "sleep_ms": 200})).collect();
+    let ids = queues.send_in_group(&bodies, "one-group").await;
+
+    let adapter = Adapter::start(
+        &queues.url,
+        &["--batch-size", "1", "--max-concurrency", "6"],
+    )
+    .await;
+    wait_for("every message processed and deleted", WAIT, || async {
+        (adapter.records().len() == ids.len() && queues.depth().await == (0, 0)).then_some(())
+    })
+    .await;
+    let lines = adapter.lines();
+    let order: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("record "))
+        .filter_map(|r| r.split(' ').next())
+        .collect();
+    assert_eq!(order, ids, "processed in the order sent, each once");
+    let mut running = 0_i32;
+    for line in &lines {
+        if line.starts_with("start ") {
+            running += 1;
+            assert_eq!(running, 1, "two batches of one group at once: {lines:?}");
+        } else if line.starts_with("end ") {
+            running -= 1;
+        }
+    }
+}
+
+/// Lambda's FIFO rules are refused at start, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_queue_refuses_a_batching_window() {
+    let queues = Queues::fifo("fifo-window", 30, 5).await;
+    let mut adapter = Adapter::start(&queues.url, &["--batching-window", "1"]).await;
+    let status = adapter.wait_exit(WAIT).await;
+    assert!(!status.success());
+    let output = adapter.output_text();
+    assert!(
+        output.contains("--batching-window is not supported for FIFO queues"),
+        "{output}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrency_is_reached_and_never_exceeded() {
     let queues = Queues::new("concurrency", 30, 5).await;

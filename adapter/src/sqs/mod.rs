@@ -15,9 +15,12 @@
 //! - At shutdown the long poll in progress is seen through, not dropped: SQS does not notice an
 //!   abandoned long poll, which would then take the messages we release and hide them for a whole
 //!   visibility timeout. Long polls are therefore capped to the drain part of the grace period.
-//! - FIFO queues are consumed like standard ones (SQS itself keeps a message group in order by
-//!   not handing out its next message while one is in flight); Lambda additionally stops a FIFO
-//!   batch at its first failure. Not reproduced.
+//!
+//! FIFO queues keep Lambda's rules: batch size at most 10, no batching window, and a receive's
+//! messages stay one batch, in order (SQS hands out a group's next messages only once the last
+//! ones are settled, so a group never runs twice at once). With partial batch responses the
+//! function must stop at a group's first failure and list the rest as failed, as Lambda asks of
+//! it; the adapter deletes exactly what the reply does not list.
 //!
 //! Module map: `event` builds the event, `batch_response` reads the reply, `visibility` keeps
 //! in-flight messages invisible, `poller` receives and gathers, `queue` wraps the SQS calls,

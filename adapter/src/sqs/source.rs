@@ -27,6 +27,8 @@ pub struct SqsSource {
     queue: Queue,
     source: EventSource,
     queue_visibility_timeout: Duration,
+    /// A FIFO queue: a receive's messages stay one batch, in order (see `poll_loop`).
+    fifo: bool,
     metrics: SqsMetrics,
     health: SqsHealth,
 }
@@ -103,6 +105,20 @@ impl SqsSource {
             attribute,
         };
         let arn = attributes.arn.ok_or_else(|| missing("QueueArn"))?;
+        // SQS requires FIFO queue names to end in `.fifo`.
+        let fifo = arn.ends_with(".fifo");
+        if fifo && args.batch_size > 10 {
+            return Err(SqsError::Config(format!(
+                "--batch-size {} is too large for a FIFO queue: at most 10 (Lambda's rule)",
+                args.batch_size
+            )));
+        }
+        if fifo && args.batching_window > 0 {
+            return Err(SqsError::Config(
+                "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0"
+                    .to_owned(),
+            ));
+        }
         let queue_visibility_timeout = attributes
             .visibility_timeout
             .ok_or_else(|| missing("VisibilityTimeout"))?;
@@ -121,6 +137,7 @@ impl SqsSource {
             queue,
             source,
             queue_visibility_timeout,
+            fifo,
             metrics: SqsMetrics::register(registry),
             health: SqsHealth::new_connected(),
         })
@@ -228,7 +245,12 @@ impl SqsSource {
             pollers.spawn(poll_loop(
                 poller,
                 slots.clone(),
-                usize::from(self.args.batch_size),
+                Batching {
+                    size: usize::from(self.args.batch_size),
+                    // Not for FIFO: the messages of one group, split over concurrent batches,
+                    // would run at once and out of order.
+                    fill_slots: window.is_zero() && !self.fifo,
+                },
                 ready_tx.clone(),
                 stop.clone(),
             ));
@@ -363,6 +385,15 @@ fn task_end(ended: Result<(), tokio::task::JoinError>) -> String {
     }
 }
 
+/// How a poller cuts what it receives into batches.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    /// Most messages a batch holds.
+    size: usize,
+    /// Whether one receive call may fill several free slots, one batch each.
+    fill_slots: bool,
+}
+
 /// A batch gathered by a poller, with the concurrency slot it runs in.
 struct ReadyBatch {
     permit: OwnedSemaphorePermit,
@@ -375,7 +406,7 @@ struct ReadyBatch {
 async fn poll_loop(
     mut poller: Poller,
     slots: Arc<Semaphore>,
-    batch_size: usize,
+    batching: Batching,
     ready: mpsc::UnboundedSender<ReadyBatch>,
     shutdown: CancellationToken,
 ) -> Instant {
@@ -401,8 +432,9 @@ async fn poll_loop(
         // Small batches without a window: one receive call may fill several free slots (up to 10
         // messages), as Lambda's pollers do, instead of one call per batch, which would cap the
         // drain at one receive round trip per batch.
+        let batch_size = batching.size;
         let mut permits = vec![permit];
-        if poller.window.is_zero() {
+        if batching.fill_slots {
             while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),

@@ -76,14 +76,38 @@ pub struct Queues {
 
 impl Queues {
     pub async fn new(test: &str, visibility_timeout: u32, max_receive_count: u32) -> Self {
+        Self::create(test, visibility_timeout, max_receive_count, false).await
+    }
+
+    /// FIFO queues (content-based deduplication): send with [`Queues::send_in_group`].
+    pub async fn fifo(test: &str, visibility_timeout: u32, max_receive_count: u32) -> Self {
+        Self::create(test, visibility_timeout, max_receive_count, true).await
+    }
+
+    async fn create(
+        test: &str,
+        visibility_timeout: u32,
+        max_receive_count: u32,
+        fifo: bool,
+    ) -> Self {
         let client = client().await;
         let name = format!(
             "sqs-src-{test}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let dlq_url = client
-            .create_queue()
-            .queue_name(format!("{name}-dlq"))
+        let suffix = if fifo { ".fifo" } else { "" };
+        let fifo_attributes =
+            |create: aws_sdk_sqs::operation::create_queue::builders::CreateQueueFluentBuilder| {
+                if fifo {
+                    create
+                        .attributes(QueueAttributeName::FifoQueue, "true")
+                        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+                } else {
+                    create
+                }
+            };
+        let dlq_url = fifo_attributes(client.create_queue())
+            .queue_name(format!("{name}-dlq{suffix}"))
             .send()
             .await
             .expect("LocalStack answers (run scripts/localstack up)")
@@ -100,9 +124,8 @@ impl Queues {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .expect("dlq arn");
         let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()});
-        let url = client
-            .create_queue()
-            .queue_name(&name)
+        let url = fifo_attributes(client.create_queue())
+            .queue_name(format!("{name}{suffix}"))
             .attributes(
                 QueueAttributeName::VisibilityTimeout,
                 visibility_timeout.to_string(),
@@ -129,6 +152,24 @@ impl Queues {
                 .send_message()
                 .queue_url(&self.url)
                 .message_body(body.to_string())
+                .send()
+                .await
+                .expect("send");
+            ids.push(sent.message_id.expect("a message id"));
+        }
+        ids
+    }
+
+    /// Sends each body to a FIFO queue in message group `group`; returns the message ids in order.
+    pub async fn send_in_group(&self, bodies: &[serde_json::Value], group: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for body in bodies {
+            let sent = self
+                .client
+                .send_message()
+                .queue_url(&self.url)
+                .message_body(body.to_string())
+                .message_group_id(group)
                 .send()
                 .await
                 .expect("send");
