@@ -96,6 +96,7 @@ impl Deleter {
 fn not_deleted(ids: Vec<String>) -> BatchReport {
     BatchReport {
         done: Vec::new(),
+        rejected: Vec::new(),
         failed: ids
             .into_iter()
             .map(|id| (id, "the deleter stopped (adapter shutting down)".to_owned()))
@@ -233,6 +234,7 @@ mod tests {
                     BatchReport {
                         done: receipts.iter().map(|r| r.message_id.clone()).collect(),
                         failed: Vec::new(),
+                        rejected: Vec::new(),
                     }
                 }
             }
@@ -324,6 +326,7 @@ mod tests {
         let mut report = Outcomes::from(BatchReport {
             done: vec!["a".into(), "c".into()],
             failed: vec![("b".into(), "ReceiptHandleIsInvalid".into())],
+            rejected: Vec::new(),
         });
         let first = report.take(&[receipt("a"), receipt("b")]);
         assert_eq!(first.done, vec!["a".to_owned()]);
@@ -346,6 +349,7 @@ mod tests {
         let mut report = Outcomes::from(BatchReport {
             done: vec!["m".into(), "m".into(), "x".into()],
             failed: Vec::new(),
+            rejected: Vec::new(),
         });
         let first = report.take(&[receipt("m")]);
         let second = report.take(&[receipt("m"), receipt("x")]);

@@ -76,6 +76,9 @@ pub(crate) struct QueueAttributes {
 pub(crate) struct BatchReport {
     pub(crate) done: Vec<String>,
     pub(crate) failed: Vec<(String, String)>,
+    /// Of the failed, those SQS refused for good (the sender's fault: the receipt handle is no
+    /// longer valid, the message is gone or no longer in flight): trying again will not help.
+    pub(crate) rejected: Vec<Receipt>,
 }
 
 /// One queue and the client that reaches it.
@@ -151,9 +154,12 @@ impl Queue {
                         // Sender faults (an expired receipt handle) will not succeed on retry.
                         let (permanent, retry): (Vec<_>, Vec<_>) =
                             outcome.failed.into_iter().partition(|f| f.sender_fault);
-                        report
-                            .failed
-                            .extend(permanent.into_iter().map(|f| (f.message_id, f.reason)));
+                        for failure in permanent {
+                            if let Some(receipt) = pending.get(failure.index) {
+                                report.rejected.push((*receipt).clone());
+                            }
+                            report.failed.push((failure.message_id, failure.reason));
+                        }
                         if let Some(first) = retry.first() {
                             last_error.clone_from(&first.reason);
                         }
@@ -226,9 +232,12 @@ impl Queue {
             match self.change_visibility_once(&refs, seconds).await {
                 Ok(outcome) => {
                     report.done.extend(outcome.done);
-                    report
-                        .failed
-                        .extend(outcome.failed.into_iter().map(|f| (f.message_id, f.reason)));
+                    for failure in outcome.failed {
+                        if failure.sender_fault {
+                            report.rejected.push(chunk[failure.index].clone());
+                        }
+                        report.failed.push((failure.message_id, failure.reason));
+                    }
                 }
                 Err(error) => {
                     let reason = error.to_string();

@@ -127,6 +127,22 @@ impl InFlight {
         }
     }
 
+    /// No longer extends these messages (SQS refused them for good), though they stay tracked.
+    pub fn stop_extending<'a>(
+        &self,
+        receipts: impl IntoIterator<Item = &'a Receipt>,
+        now: Instant,
+    ) {
+        let mut entries = self.lock();
+        for receipt in receipts {
+            if let Some(entry) = entries.get_mut(&receipt.message_id)
+                && entry.receipt_handle == receipt.receipt_handle
+            {
+                entry.hold_until = entry.hold_until.min(now);
+            }
+        }
+    }
+
     /// Tracked messages due for extension at `now`, within their hold.
     pub fn due(&self, now: Instant) -> Vec<Receipt> {
         self.lock()
@@ -195,6 +211,9 @@ pub(crate) async fn keep_visible(
             report = queue.change_visibility(&due, policy.extend_to) => report,
         };
         in_flight.mark_extended(report.done.iter().map(String::as_str), now);
+        // Refused for good (settled or delivered again meanwhile): asking again every tick until
+        // the invocation ends would only add calls and log lines.
+        in_flight.stop_extending(&report.rejected, now);
         metrics
             .visibility_extensions
             .inc_by(report.done.len() as u64);
@@ -204,9 +223,11 @@ pub(crate) async fn keep_visible(
             "extended visibility"
         );
         for (message_id, reason) in &report.failed {
-            // One failing now and then is a message settled meanwhile (deleted, so its handle is
-            // no longer valid); all of them failing is SQS out of reach, and they may reappear.
-            if report.done.is_empty() {
+            // One refused now and then is a message settled meanwhile (deleted, so its handle is
+            // no longer valid); all of them failing otherwise is SQS out of reach, and they may
+            // reappear.
+            let refused = report.rejected.iter().any(|r| &r.message_id == message_id);
+            if report.done.is_empty() && !refused {
                 tracing::warn!(message_id = %message_id, reason = %reason, "could not extend visibility");
             } else {
                 tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
@@ -297,5 +318,29 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(in_flight.due(start + Duration::from_millis(1_500)).len(), 1);
+    }
+
+    #[test]
+    fn a_refused_message_is_no_longer_extended_but_still_tracked() {
+        let start = Instant::now();
+        let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
+        let in_flight = InFlight::new(Duration::from_secs(100), policy);
+        in_flight.track(&[receipt("a"), receipt("b")], start);
+        let stale = Receipt {
+            message_id: "b".into(),
+            receipt_handle: "an older delivery".into(),
+        };
+        in_flight.stop_extending(&[receipt("a"), stale], start + Duration::from_secs(1));
+        let due: Vec<_> = in_flight
+            .due(start + Duration::from_secs(15))
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect();
+        assert_eq!(due, ["b"], "b's own receipt was not refused");
+        assert_eq!(
+            in_flight.drain().len(),
+            2,
+            "both still released at shutdown"
+        );
     }
 }
