@@ -73,6 +73,9 @@ class TaskServiceArgs:
     # adapter's --per-process-concurrency): fewer processes, less memory per task.
     api_per_process_concurrency: int = 16
     worker_per_process_concurrency: int = 4
+    # None: the adapter's own choice (enough receive loops to fill the free concurrency, at most
+    # 5). ECS only: Lambda scales its pollers itself.
+    worker_pollers: int | None = None
     batch_size: int = 10
     batching_window: int = 0
     # Tasks sleep up to 300 s and run concurrently within a batch; 10 s covers start-up and slack.
@@ -271,6 +274,7 @@ def validate(args: TaskServiceArgs) -> list[str]:
     _range(p, args, "api_max_concurrency", 1, 10_000)
     _range(p, args, "api_per_process_concurrency", 1, 1000, " (adapter --per-process-concurrency)")
     _range(p, args, "worker_per_process_concurrency", 1, 1000, " (adapter --per-process-concurrency)")
+    _range(p, args, "worker_pollers", 1, 100, " (adapter --pollers)")
     _range(p, args, "shutdown_grace", 0, FARGATE_MAX_STOP_TIMEOUT - STOP_TIMEOUT_MARGIN,
            f" seconds (Fargate stops a task at most {FARGATE_MAX_STOP_TIMEOUT} s after SIGTERM)")
     if args.lambda_package not in LAMBDA_PACKAGES:

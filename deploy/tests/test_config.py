@@ -53,6 +53,7 @@ def test_strings_from_the_cli_are_parsed_to_their_types():
     ({"runtime": "lambda", "workerMaxConcurrency": 1}, ["workerMaxConcurrency", "2 to 1000"]),
     ({"workerMaxConcurrency": 0}, ["workerMaxConcurrency", "1 to 10000"]),
     ({"apiPerProcessConcurrency": 0}, ["apiPerProcessConcurrency", "1 to 1000"]),
+    ({"workerPollers": 0}, ["workerPollers", "1 to 100", "--pollers"]),
     ({"workerTimeout": 901}, ["workerTimeout", "1 to 900"]),
     ({"shutdownGrace": 200}, ["shutdownGrace", "0 to 115"]),
     ({"logRetentionDays": 2}, ["logRetentionDays", "allowed: 0, 1, 3"]),

@@ -127,10 +127,17 @@ def test_every_adapter_variable_is_a_flag_the_adapter_knows(ecs):
              "ADAPTER_LOG_GROUP", "ADAPTER_REGION", "ADAPTER_ACCOUNT_ID", "ADAPTER_MAX_CONCURRENCY",
              "ADAPTER_PER_PROCESS_CONCURRENCY", "ADAPTER_TIMEOUT", "ADAPTER_INIT_TIMEOUT", "ADAPTER_ADMIN_LISTEN",
              "ADAPTER_INVOKE_LISTEN", "ADAPTER_SHUTDOWN_GRACE", "ADAPTER_QUEUE_URL", "ADAPTER_BATCH_SIZE",
-             "ADAPTER_BATCHING_WINDOW", "ADAPTER_REPORT_BATCH_ITEM_FAILURES", "ADAPTER_VISIBILITY_EXTENSION_MARGIN"}
+             "ADAPTER_BATCHING_WINDOW", "ADAPTER_REPORT_BATCH_ITEM_FAILURES", "ADAPTER_VISIBILITY_EXTENSION_MARGIN",
+             "ADAPTER_POLLERS"}
     for task in ("svc-api", "svc-worker"):
         used = {k for k in env(ecs.container(task)) if k.startswith("ADAPTER_")}
         assert used <= known, used - known
+
+
+def test_worker_pollers_reach_the_adapter_only_when_set():
+    unset = env(run(TaskServiceArgs()).container("svc-worker"))
+    assert "ADAPTER_POLLERS" not in unset, "the adapter picks its own number"
+    assert env(run(TaskServiceArgs(worker_pollers=8)).container("svc-worker"))["ADAPTER_POLLERS"] == "8"
 
 
 @pytest.mark.parametrize("worker_timeout", [30, 310, 900])
