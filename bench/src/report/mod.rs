@@ -168,7 +168,10 @@ fn enqueue(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
         md,
         "*adapter*: `POST /tasks` through `adapter http -- enqueue` (`wrk`); *SDK ceiling*: raw \
          `SendMessage` from the AWS SDK for Rust at the same concurrency, no HTTP in front \
-         (`sqs-ceiling send`).\n"
+         (`sqs-ceiling send`). Each adapter run is followed at once by its SDK run: LocalStack's \
+         speed drifts by 20% and more within a minute. At 1 connection the ratio is one of \
+         latencies: the adapter path adds two loopback HTTP exchanges and the function's event \
+         handling to each `SendMessage`.\n"
     )?;
     writeln!(
         md,
