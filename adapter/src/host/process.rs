@@ -171,10 +171,12 @@ impl Incarnation {
                     timeout_seconds = timeout.as_secs_f64(),
                     "invocation timed out; replacing its function process"
                 );
+                // Doomed first: completing frees the job's slot, and with several invocations
+                // per process a new job must not be handed to this one meanwhile.
+                incarnation.request_kill(KillReason::Timeout);
                 job.complete(Err(InvokeError::Timeout {
                     seconds: timeout.as_secs_f64(),
                 }));
-                incarnation.request_kill(KillReason::Timeout);
             }
         })
         .abort_handle();

@@ -82,25 +82,18 @@ impl Deleter {
             return (self.delete)(receipts).await;
         }
         let (reply, report) = oneshot::channel();
-        let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
-        if self.asks.send(Ask { receipts, reply }).is_err() {
-            return not_deleted(ids);
+        let receipts_again = receipts.clone();
+        if let Err(mpsc::error::SendError(ask)) = self.asks.send(Ask { receipts, reply }) {
+            // The task is gone (it failed; the source is stopping): delete on our own rather
+            // than leave processed messages to run again.
+            return (self.delete)(ask.receipts).await;
         }
-        // Unanswered: the task was aborted at shutdown. Nothing is known deleted, so nothing is
-        // reported done; the messages come back (at least once, never lost).
-        report.await.unwrap_or_else(|_| not_deleted(ids))
-    }
-}
-
-/// A report of nothing deleted because the deleter has stopped.
-fn not_deleted(ids: Vec<String>) -> BatchReport {
-    BatchReport {
-        done: Vec::new(),
-        rejected: Vec::new(),
-        failed: ids
-            .into_iter()
-            .map(|id| (id, "the deleter stopped (adapter shutting down)".to_owned()))
-            .collect(),
+        match report.await {
+            Ok(report) => report,
+            // Taken but never answered: the task died with our ask. Deleting is idempotent, so
+            // asking again on our own is safe.
+            Err(_) => (self.delete)(receipts_again).await,
+        }
     }
 }
 
@@ -303,15 +296,20 @@ mod tests {
             .expect("no panic");
     }
 
+    /// The task gone (it failed): asks are deleted directly rather than left to run again.
     #[tokio::test]
-    async fn a_stopped_deleter_reports_nothing_deleted() {
-        let (deleter, task) =
-            Deleter::start_with(|_: Vec<Receipt>| async { BatchReport::default() });
+    async fn a_stopped_deleter_still_deletes_directly() {
+        let (deleter, task) = Deleter::start_with(|receipts: Vec<Receipt>| async move {
+            BatchReport {
+                done: receipts.into_iter().map(|r| r.message_id).collect(),
+                ..BatchReport::default()
+            }
+        });
         task.abort();
         let _ = task.await;
         let report = deleter.delete(vec![receipt("a")]).await;
-        assert!(report.done.is_empty());
-        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.done, ["a"]);
+        assert!(report.failed.is_empty());
     }
 
     fn receipt(id: &str) -> Receipt {

@@ -146,12 +146,13 @@ pub enum SqsError {
 
 /// Readiness of the SQS source: "event source connected".
 ///
-/// Connected unless some poller's last `ReceiveMessage` call failed and no receiving poller's
-/// last call succeeded. With several pollers, one call failing while the others get through is a
-/// blip, not an outage, and readiness should not flap with it. A poller waiting for a free slot
-/// makes no calls, so its last success says nothing about now: it stops counting as connected
-/// until its next call (a failure, though, stands until a call succeeds). Cheap to clone; the
-/// admin endpoint holds one and asks [`SqsHealth::connected`] per probe.
+/// Connected unless some receiving poller's last `ReceiveMessage` call failed and none's
+/// succeeded. With several pollers, one call failing while the others get through is a blip, not
+/// an outage, and readiness should not flap with it. A poller waiting for a free slot makes no
+/// calls, so its last result says nothing about now: it stops counting either way until its next
+/// call. (With every slot busy no poller receives, and readiness stays green: failing it would
+/// get a worker busy with long tasks replaced over an old error.) Cheap to clone; the admin
+/// endpoint holds one and asks [`SqsHealth::connected`] per probe.
 #[derive(Debug, Clone)]
 pub struct SqsHealth(Arc<HealthCounts>);
 
@@ -184,7 +185,7 @@ impl SqsHealth {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PollerState {
-    /// No call yet, or waiting for a slot after a successful one.
+    /// No call yet, or waiting for a slot.
     Idle,
     Succeeding,
     Failing,
@@ -207,11 +208,9 @@ impl PollerHealth {
         });
     }
 
-    /// The poller waits for a free slot: its last success no longer counts.
+    /// The poller waits for a free slot: its last result no longer counts.
     pub(crate) fn waiting(&mut self) {
-        if self.state == PollerState::Succeeding {
-            self.enter(PollerState::Idle);
-        }
+        self.enter(PollerState::Idle);
     }
 
     fn enter(&mut self, state: PollerState) {
@@ -330,10 +329,11 @@ mod tests {
             !health.connected(),
             "only a failing poller is still receiving"
         );
+        // Waiting too: its failure is old news as well, and nobody knows better.
         first.waiting();
         assert!(
-            !health.connected(),
-            "a failure stands while its poller waits"
+            health.connected(),
+            "no receiving poller: no evidence of an outage"
         );
         first.set(true);
         assert!(health.connected());

@@ -61,6 +61,19 @@ pub(crate) struct Settler {
     pub(crate) hold_margin: Duration,
     /// The adapter's shutdown: failures it causes are not the batch's.
     pub(crate) shutdown: CancellationToken,
+    /// A FIFO queue: a batch's parts stop at the first failure, to keep its groups in order.
+    pub(crate) fifo: bool,
+}
+
+/// How one invocation's messages were settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// None failed (deletes may still have failed: those come back, in order).
+    Clean,
+    /// Some failed: they come back after their visibility timeout.
+    Failed,
+    /// Cut short by shutdown: still tracked, to be released.
+    Released,
 }
 
 /// Whether a batch's result is the shutdown's doing rather than the function's verdict on the
@@ -116,11 +129,27 @@ impl Settler {
             let hold = NOT_READY_PATIENCE + self.invocation_timeout + self.hold_margin;
             let waiting = parts[index..].iter().flatten();
             self.in_flight.hold_for(waiting.map(|r| &r.receipt), hold);
-            self.invoke_and_settle(invoker.clone(), part).await;
+            let settled = self.invoke_and_settle(invoker.clone(), part).await;
+            if self.fifo && settled != Settled::Clean {
+                // The later parts may hold later messages of a failed group: running them now
+                // would put those before the retry. Unrun, they fail with it (or are released).
+                let rest: Vec<&Receipt> = parts[index + 1..]
+                    .iter()
+                    .flatten()
+                    .map(|r| &r.receipt)
+                    .collect();
+                if settled == Settled::Failed && !rest.is_empty() {
+                    self.in_flight.untrack(rest.iter().copied());
+                    self.metrics.failed.inc_by(rest.len() as u64);
+                    let ids: Vec<&str> = rest.iter().map(|r| r.message_id.as_str()).collect();
+                    tracing::warn!(message_ids = ?ids, "FIFO batch stopped at a failure; these were not run and will be retried in order");
+                }
+                return;
+            }
         }
     }
 
-    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record])
+    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record]) -> Settled
     where
         S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
             + Clone
@@ -140,7 +169,7 @@ impl Settler {
             // Not the messages' fault: keep them tracked so shutdown releases them at once
             // instead of leaving them hidden for a visibility timeout.
             tracing::debug!(request_id = %request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
-            return;
+            return Settled::Released;
         }
         let settlement = Settlement::new(&result, &ids, self.report_batch_item_failures);
 
@@ -158,8 +187,13 @@ impl Settler {
             );
             tracing::warn!(request_id = %request_id, message_ids = ?settlement.failed, reason = %reason, "SQS messages failed; they will be retried");
         }
+        let settled = if settlement.failed.is_empty() {
+            Settled::Clean
+        } else {
+            Settled::Failed
+        };
         if settlement.succeeded.is_empty() {
-            return;
+            return settled;
         }
         let receipts: Vec<Receipt> = records
             .iter()
@@ -177,6 +211,7 @@ impl Settler {
             tracing::warn!(message_id = %message_id, reason = %reason, "could not delete a processed message; it will be delivered again");
         }
         tracing::debug!(request_id = %request_id, deleted = report.done.len(), "SQS batch settled");
+        settled
     }
 }
 

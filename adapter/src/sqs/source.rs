@@ -213,6 +213,7 @@ impl SqsSource {
             invocation_timeout,
             hold_margin: policy.extend_to,
             shutdown: shutdown.clone(),
+            fifo: self.fifo,
         };
 
         // Several receive loops, as Lambda runs several pollers: one loop is one receive round

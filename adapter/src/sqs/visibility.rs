@@ -40,8 +40,10 @@ impl VisibilityPolicy {
         // The receive set the queue's timeout, not `extend_to`: a 1 s queue needs its first
         // extension at 0.5 s, not when the message is already visible again.
         let first_after = queue_timeout.min(extend_to).mul_f64(share);
-        let tick = (first_after.min(extend_after) / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        // Looked at often enough that an extension lands well within the slack it has (the time
+        // between being due and the message reappearing), whatever the margin.
+        let slack = (queue_timeout.min(extend_to) - first_after).min(extend_to - extend_after);
+        let tick = (slack / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         Self {
             first_after,
             extend_after,
@@ -254,6 +256,10 @@ mod tests {
         assert_eq!(policy.first_after, Duration::from_secs(15));
         assert_eq!(policy.extend_after, Duration::from_secs(15));
         assert!(policy.tick < policy.extend_after);
+        // A small margin leaves little slack: the keeper looks more often.
+        let tight = VisibilityPolicy::new(Duration::from_secs(30), 0.1);
+        assert_eq!(tight.first_after, Duration::from_secs(27));
+        assert!(tight.tick <= Duration::from_millis(750), "{:?}", tight.tick);
         // A tiny queue timeout still leaves room for the call itself, and the first extension
         // comes before the receive's own timeout runs out.
         let one = VisibilityPolicy::new(Duration::from_secs(1), 0.5);
