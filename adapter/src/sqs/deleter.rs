@@ -63,7 +63,7 @@ impl Deleter {
 
     /// As [`Deleter::start`], with `delete` making the calls (chunks of 10 and retries are its
     /// job): the seam the tests use.
-    fn start_with<F, Fut>(delete: F) -> (Self, tokio::task::JoinHandle<()>)
+    pub(crate) fn start_with<F, Fut>(delete: F) -> (Self, tokio::task::JoinHandle<()>)
     where
         F: Fn(Vec<Receipt>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = BatchReport> + Send + 'static,

@@ -310,4 +310,64 @@ mod tests {
             assert_eq!(calls.load(Ordering::SeqCst), 1);
         }
     }
+
+    /// A settler whose deletes are only counted, over `fifo` or standard queue semantics.
+    fn settler(fifo: bool) -> (Settler, Arc<AtomicUsize>) {
+        let deleted = Arc::new(AtomicUsize::new(0));
+        let counter = deleted.clone();
+        let (deleter, _task) = Deleter::start_with(move |receipts: Vec<Receipt>| {
+            counter.fetch_add(receipts.len(), Ordering::SeqCst);
+            async move {
+                crate::sqs::queue::BatchReport {
+                    done: receipts.into_iter().map(|r| r.message_id).collect(),
+                    ..Default::default()
+                }
+            }
+        });
+        let policy = crate::sqs::visibility::VisibilityPolicy::new(Duration::from_secs(30), 0.5);
+        let settler = Settler {
+            deleter,
+            in_flight: InFlight::new(Duration::from_secs(60), policy),
+            metrics: SqsMetrics::register(&mut prometheus_client::registry::Registry::default()),
+            report_batch_item_failures: true,
+            invocation_timeout: Duration::from_secs(5),
+            hold_margin: Duration::from_secs(30),
+            shutdown: CancellationToken::new(),
+            fifo,
+        };
+        (settler, deleted)
+    }
+
+    /// Two records too large to share one invocation (Lambda's 6 MB), so the batch runs in two
+    /// parts.
+    fn two_part_batch() -> Vec<Record> {
+        ["first", "second"]
+            .into_iter()
+            .map(|id| Record {
+                receipt: Receipt {
+                    message_id: id.into(),
+                    receipt_handle: format!("handle-{id}"),
+                },
+                json: serde_json::json!({ "messageId": id }),
+                size: MAX_PAYLOAD_BYTES / 2 + 1,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_fifo_batch_stops_at_its_first_failing_part() {
+        let failure = Ok(InvocationResponse::FunctionError {
+            error_type: "Boom".into(),
+            payload: Bytes::new(),
+        });
+        let ok = Ok(InvocationResponse::Success(Bytes::from_static(b"{}")));
+        for (fifo, invocations, failed, deleted) in [(true, 1, 2, 0), (false, 2, 1, 1)] {
+            let (settler, deletes) = settler(fifo);
+            let (invoker, calls) = scripted(vec![failure.clone(), ok.clone()]);
+            settler.process(invoker, two_part_batch()).await;
+            assert_eq!(calls.load(Ordering::SeqCst), invocations, "fifo: {fifo}");
+            assert_eq!(settler.metrics.failed.get(), failed, "fifo: {fifo}");
+            assert_eq!(deletes.load(Ordering::SeqCst), deleted, "fifo: {fifo}");
+        }
+    }
 }
