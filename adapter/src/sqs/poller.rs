@@ -1,7 +1,10 @@
-//! Receives messages and gathers them into batches, as Lambda's pollers do.
+//! Receives messages and gathers them into batches, as Lambda's pollers do: [`Poller`] gathers
+//! one batch, [`poll_loop`] runs one receive loop over the free concurrency slots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -161,5 +164,94 @@ impl Poller {
                 record
             })
             .collect()
+    }
+}
+
+/// How a poller cuts what it receives into batches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batching {
+    /// Most messages a batch holds.
+    pub(crate) size: usize,
+    /// Whether one receive call may fill several free slots, one batch each.
+    pub(crate) fill_slots: bool,
+}
+
+/// A batch gathered by a poller, with the concurrency slot it runs in.
+pub(crate) struct ReadyBatch {
+    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) records: Vec<Record>,
+}
+
+/// One receive loop: takes free slots, gathers messages for them, hands each batch (with its slot)
+/// to `ready`. Returns when `shutdown` fires, with the instant it was seen (the grace period counts
+/// from there); messages received but not handed over stay tracked in flight, to be released.
+pub(crate) async fn poll_loop(
+    mut poller: Poller,
+    slots: Arc<Semaphore>,
+    batching: Batching,
+    ready: mpsc::UnboundedSender<ReadyBatch>,
+    shutdown: CancellationToken,
+) -> Instant {
+    loop {
+        if shutdown.is_cancelled() {
+            return Instant::now();
+        }
+        // A slot is taken before receiving, so no message waits invisible for a free slot.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                poller.health.waiting();
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return Instant::now(),
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_closed) => return Instant::now(), // never closed; closed means stop
+                    },
+                }
+            }
+        };
+        // Small batches without a window: one receive call may fill several free slots (up to 10
+        // messages), as Lambda's pollers do, instead of one call per batch, which would cap the
+        // drain at one receive round trip per batch.
+        let batch_size = batching.size;
+        let mut permits = vec![permit];
+        if batching.fill_slots {
+            while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+        }
+        match poller.gather(permits.len() * batch_size, &shutdown).await {
+            Gathered::Batch(mut records) => {
+                // Each batch holds its own slot; slots left over (fewer messages came) are
+                // dropped here and free again.
+                for permit in permits {
+                    if records.is_empty() {
+                        break;
+                    }
+                    let rest = records.split_off(batch_size.min(records.len()));
+                    let batch = std::mem::replace(&mut records, rest);
+                    if ready
+                        .send(ReadyBatch {
+                            permit,
+                            records: batch,
+                        })
+                        .is_err()
+                    {
+                        // The source is gone (it only goes after every poller): nothing to do
+                        // but leave the messages tracked, to be released or to time out.
+                        return Instant::now();
+                    }
+                }
+            }
+            Gathered::Cancelled { records, at } => {
+                // Received but never invoked: still tracked, released with the rest.
+                tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
+                return at;
+            }
+        }
     }
 }

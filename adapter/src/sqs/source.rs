@@ -4,16 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::deleter::Deleter;
-use super::event::{EventSource, Record};
+use super::event::EventSource;
 use super::metrics::SqsMetrics;
-use super::poller::{Gathered, MAX_PER_RECEIVE, Poller};
+use super::poller::{Batching, Poller, ReadyBatch, poll_loop};
 use super::queue::Queue;
 use super::settler::{NOT_READY_PATIENCE, Settler};
 use super::visibility::{self, InFlight, VisibilityPolicy};
@@ -383,95 +383,6 @@ fn task_end(ended: Result<(), tokio::task::JoinError>) -> String {
     match ended {
         Ok(()) => "returned early".to_owned(),
         Err(error) => error.to_string(),
-    }
-}
-
-/// How a poller cuts what it receives into batches.
-#[derive(Debug, Clone, Copy)]
-struct Batching {
-    /// Most messages a batch holds.
-    size: usize,
-    /// Whether one receive call may fill several free slots, one batch each.
-    fill_slots: bool,
-}
-
-/// A batch gathered by a poller, with the concurrency slot it runs in.
-struct ReadyBatch {
-    permit: OwnedSemaphorePermit,
-    records: Vec<Record>,
-}
-
-/// One receive loop: takes free slots, gathers messages for them, hands each batch (with its slot)
-/// to `ready`. Returns when `shutdown` fires, with the instant it was seen (the grace period counts
-/// from there); messages received but not handed over stay tracked in flight, to be released.
-async fn poll_loop(
-    mut poller: Poller,
-    slots: Arc<Semaphore>,
-    batching: Batching,
-    ready: mpsc::UnboundedSender<ReadyBatch>,
-    shutdown: CancellationToken,
-) -> Instant {
-    loop {
-        if shutdown.is_cancelled() {
-            return Instant::now();
-        }
-        // A slot is taken before receiving, so no message waits invisible for a free slot.
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                poller.health.waiting();
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => return Instant::now(),
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_closed) => return Instant::now(), // never closed; closed means stop
-                    },
-                }
-            }
-        };
-        // Small batches without a window: one receive call may fill several free slots (up to 10
-        // messages), as Lambda's pollers do, instead of one call per batch, which would cap the
-        // drain at one receive round trip per batch.
-        let batch_size = batching.size;
-        let mut permits = vec![permit];
-        if batching.fill_slots {
-            while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
-        }
-        match poller.gather(permits.len() * batch_size, &shutdown).await {
-            Gathered::Batch(mut records) => {
-                // Each batch holds its own slot; slots left over (fewer messages came) are
-                // dropped here and free again.
-                for permit in permits {
-                    if records.is_empty() {
-                        break;
-                    }
-                    let rest = records.split_off(batch_size.min(records.len()));
-                    let batch = std::mem::replace(&mut records, rest);
-                    if ready
-                        .send(ReadyBatch {
-                            permit,
-                            records: batch,
-                        })
-                        .is_err()
-                    {
-                        // The source is gone (it only goes after every poller): nothing to do
-                        // but leave the messages tracked, to be released or to time out.
-                        return Instant::now();
-                    }
-                }
-            }
-            Gathered::Cancelled { records, at } => {
-                // Received but never invoked: still tracked, released with the rest.
-                tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
-                return at;
-            }
-        }
     }
 }
 
