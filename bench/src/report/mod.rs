@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 
 use crate::stats::parse_line;
 
+mod enqueue;
 mod profile;
 
 /// One result line: its figure and its `key=value` pairs.
@@ -83,7 +84,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 pub fn write_all(md: &mut String, r: &Results) -> Result<Vec<Goal>, fmt::Error> {
     let mut goals = Vec::new();
     http(md, r, &mut goals)?;
-    enqueue(md, r, &mut goals)?;
+    enqueue::enqueue(md, r, &mut goals)?;
     drain(md, r, &mut goals)?;
     startup(md, r, &mut goals)?;
     memory(md, r, &mut goals)?;
@@ -158,54 +159,6 @@ fn http(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
         "adapter serves >= 80% of the plain server's req/s at 64 connections".into(),
         num(share.map(|s| s * 100.0), 0) + "%",
         share.map(|s| s >= 0.8),
-    ));
-    Ok(())
-}
-
-fn enqueue(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
-    writeln!(md, "## 2. Enqueue throughput (LocalStack SQS)\n")?;
-    writeln!(
-        md,
-        "*adapter*: `POST /tasks` through `adapter http -- enqueue` (`wrk`); *SDK ceiling*: raw \
-         `SendMessage` from the AWS SDK for Rust at the same concurrency, no HTTP in front \
-         (`sqs-ceiling send`). Each adapter run is followed at once by its SDK run: LocalStack's \
-         speed drifts by 20% and more within a minute. At 1 connection the ratio is one of \
-         latencies: the adapter path adds two loopback HTTP exchanges and the function's event \
-         handling to each `SendMessage`.\n"
-    )?;
-    writeln!(
-        md,
-        "| conns | adapter req/s | p50 ms | p99 ms | errors | SDK req/s | p50 ms | p99 ms | errors | adapter / SDK |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    )?;
-    let mut worst: Option<f64> = None;
-    for a in r.all("enqueue", &[("target", "adapter")]) {
-        let c = a.s("conns");
-        let s = r.one("enqueue", &[("target", "sdk-sendmessage"), ("conns", c)]);
-        let sn = |k: &str| s.and_then(|s| s.n(k));
-        let q = ratio(a.n("rps"), sn("rps"));
-        if let Some(q) = q {
-            worst = Some(worst.map_or(q, |w: f64| w.min(q)));
-        }
-        writeln!(
-            md,
-            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            num(a.n("rps"), 0),
-            num(a.n("p50_ms"), 2),
-            num(a.n("p99_ms"), 2),
-            a.s("errors"),
-            num(sn("rps"), 0),
-            num(sn("p50_ms"), 2),
-            num(sn("p99_ms"), 2),
-            s.map_or("–", |s| s.s("errors")),
-            num(q, 2),
-        )?;
-    }
-    writeln!(md)?;
-    goals.push((
-        "enqueue req/s >= 80% of the raw SendMessage ceiling (worst concurrency)".into(),
-        num(worst.map(|w| w * 100.0), 0) + "%",
-        worst.map(|w| w >= 0.8),
     ));
     Ok(())
 }
@@ -286,9 +239,15 @@ fn drain(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
     Ok(())
 }
 
+/// The median; with an even count, the mean of the two middle values.
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[mid]),
+        _ => Some((v[mid - 1] + v[mid]) / 2.0),
+    }
 }
 
 fn startup(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
@@ -441,6 +400,13 @@ fn invoke(md: &mut String, r: &Results) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
 
     #[test]
     fn report_has_ratios_and_goals() {
