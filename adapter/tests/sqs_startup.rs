@@ -7,7 +7,8 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Adapter, WAIT, wait_for};
+use harness::{Adapter, WAIT};
+use test_support::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_sqs_at_start_is_waited_for_and_sigterm_stops_it_cleanly() {
@@ -42,7 +43,7 @@ async fn an_unreachable_sqs_at_start_is_waited_for_and_sigterm_stops_it_cleanly(
 async fn a_queue_that_does_not_exist_fails_start_with_its_name() {
     let queue_url = format!(
         "{}/queue/us-east-1/000000000000/no-such-queue-{}",
-        harness::endpoint(),
+        test_support::endpoint(),
         uuid::Uuid::new_v4().simple()
     );
     let mut adapter = Adapter::start(&queue_url, &[]).await;

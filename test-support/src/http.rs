@@ -153,10 +153,20 @@ mod tests {
         let mut unique = ports.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), ports.len(), "a port was handed out twice: {ports:?}");
+        assert_eq!(
+            unique.len(),
+            ports.len(),
+            "a port was handed out twice: {ports:?}"
+        );
         for port in ports {
-            assert!((first..end).contains(&u32::from(port)), "{port} not in {first}..{end}");
-            assert!(!(4_510..=4_566).contains(&port), "{port} is one of LocalStack's");
+            assert!(
+                (first..end).contains(&u32::from(port)),
+                "{port} not in {first}..{end}"
+            );
+            assert!(
+                !(4_510..=4_566).contains(&port),
+                "{port} is one of LocalStack's"
+            );
             assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use http::{HttpResponse, free_port, http, http_response};
 pub use process::{Service, children_of, is_alive, log_events, process_name, workspace_binary};
 pub use proxy::Proxy;
-pub use sqs::{TestQueue, aws_env, endpoint, sqs_client};
+pub use sqs::{TestQueue, aws_env, endpoint, sdk_config, sqs_client};
 
 /// Polls `check` until it returns `Some`, for at most `timeout`; panics with `what` past it.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

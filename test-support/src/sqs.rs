@@ -19,9 +19,10 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// An SQS client for LocalStack, whatever the shell's AWS settings are.
-pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// An AWS configuration for LocalStack's [`endpoint`], its region and test credentials, whatever
+/// the shell's AWS settings are.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -32,8 +33,12 @@ pub async fn sqs_client() -> aws_sdk_sqs::Client {
             "test-support",
         ))
         .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+        .await
+}
+
+/// An SQS client for LocalStack (see [`sdk_config`]).
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&sdk_config().await)
 }
 
 /// A queue made for one test, with a DLQ behind it.
@@ -48,12 +53,45 @@ pub struct TestQueue {
 }
 
 impl TestQueue {
-    /// Makes `<prefix>-<uuid>` and `<prefix>-<uuid>-dlq`, with the given visibility timeout and
+    /// Makes `<prefix>-<id>` and `<prefix>-<id>-dlq`, with the given visibility timeout and
     /// `maxReceiveCount`. Panics (failing the test) with a hint when LocalStack is not answering.
     pub async fn create(prefix: &str, visibility_timeout: u32, max_receive_count: u32) -> Self {
+        Self::create_kind(prefix, visibility_timeout, max_receive_count, false).await
+    }
+
+    /// As [`TestQueue::create`], FIFO queues (names ending `.fifo`) with content-based
+    /// deduplication: send with a message group id.
+    pub async fn create_fifo(
+        prefix: &str,
+        visibility_timeout: u32,
+        max_receive_count: u32,
+    ) -> Self {
+        Self::create_kind(prefix, visibility_timeout, max_receive_count, true).await
+    }
+
+    async fn create_kind(
+        prefix: &str,
+        visibility_timeout: u32,
+        max_receive_count: u32,
+        fifo: bool,
+    ) -> Self {
         let client = sqs_client().await;
-        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        let dlq_url = create(&client, &format!("{name}-dlq"), HashMap::new()).await;
+        // 12 hex digits keep long prefixes within SQS's 80 characters.
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let name = format!("{prefix}-{id}");
+        let suffix = if fifo { ".fifo" } else { "" };
+        let kind = if fifo {
+            HashMap::from([
+                (QueueAttributeName::FifoQueue, "true".to_string()),
+                (
+                    QueueAttributeName::ContentBasedDeduplication,
+                    "true".to_string(),
+                ),
+            ])
+        } else {
+            HashMap::new()
+        };
+        let dlq_url = create(&client, &format!("{name}-dlq{suffix}"), kind.clone()).await;
         let dlq_arn = client
             .get_queue_attributes()
             .queue_url(&dlq_url)
@@ -64,19 +102,18 @@ impl TestQueue {
             .attributes
             .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
             .expect("the DLQ has an ARN");
-        let attributes = HashMap::from([
-            (
-                QueueAttributeName::VisibilityTimeout,
-                visibility_timeout.to_string(),
+        let mut attributes = kind;
+        attributes.insert(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout.to_string(),
+        );
+        attributes.insert(
+            QueueAttributeName::RedrivePolicy,
+            format!(
+                r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#
             ),
-            (
-                QueueAttributeName::RedrivePolicy,
-                format!(
-                    r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#
-                ),
-            ),
-        ]);
-        let url = create(&client, &name, attributes).await;
+        );
+        let url = create(&client, &format!("{name}{suffix}"), attributes).await;
         Self {
             client,
             url,

@@ -1,10 +1,10 @@
 //! The SQS source tests' harness (`tests/sqs_source.rs` includes it by path): queues made per
-//! test with their DLQ, the adapter hosting `sqs_fixture`, a cuttable proxy to SQS, bounded waits.
+//! test with their DLQ, the adapter hosting `sqs_fixture`; and, from `test_support`, a cuttable
+//! proxy to SQS and bounded waits.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -12,34 +12,12 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use serde_json::json;
+use test_support::endpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// The bound of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(45);
-
-/// LocalStack's (or any SQS's) endpoint, from `AWS_ENDPOINT_URL` as the adapter reads it.
-pub fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
-}
-
-/// An AWS configuration for that endpoint with LocalStack's region and credentials.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await
-}
-
-/// An SQS client for the tests' own calls.
-pub async fn client() -> Client {
-    Client::new(&sdk_config().await)
-}
 
 /// Builds `sqs_fixture` once per test binary (the adapter's tests cannot depend on another
 /// package's binaries) and returns its path, next to the adapter's.
@@ -90,56 +68,17 @@ impl Queues {
         max_receive_count: u32,
         fifo: bool,
     ) -> Self {
-        let client = client().await;
-        let name = format!(
-            "sqs-src-{test}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let suffix = if fifo { ".fifo" } else { "" };
-        let fifo_attributes =
-            |create: aws_sdk_sqs::operation::create_queue::builders::CreateQueueFluentBuilder| {
-                if fifo {
-                    create
-                        .attributes(QueueAttributeName::FifoQueue, "true")
-                        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
-                } else {
-                    create
-                }
-            };
-        let dlq_url = fifo_attributes(client.create_queue())
-            .queue_name(format!("{name}-dlq{suffix}"))
-            .send()
-            .await
-            .expect("LocalStack answers (run scripts/localstack up)")
-            .queue_url
-            .expect("a queue url");
-        let dlq_arn = client
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("dlq attributes")
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("dlq arn");
-        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()});
-        let url = fifo_attributes(client.create_queue())
-            .queue_name(format!("{name}{suffix}"))
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility_timeout.to_string(),
-            )
-            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url
-            .expect("a queue url");
+        let prefix = format!("sqs-src-{test}");
+        let queue = if fifo {
+            test_support::TestQueue::create_fifo(&prefix, visibility_timeout, max_receive_count)
+                .await
+        } else {
+            test_support::TestQueue::create(&prefix, visibility_timeout, max_receive_count).await
+        };
         Self {
-            client,
-            url,
-            dlq_url,
+            client: queue.client,
+            url: queue.url,
+            dlq_url: queue.dlq_url,
         }
     }
 
@@ -398,80 +337,9 @@ impl Drop for Adapter {
     }
 }
 
-/// A TCP proxy to LocalStack that can be cut: a real network outage for one adapter, without
-/// stopping the LocalStack other tests share.
-pub struct Proxy {
-    pub url: String,
-    pub up: tokio::sync::watch::Sender<bool>,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start() -> Self {
-        let target = endpoint()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let (up, _) = tokio::sync::watch::channel(true);
-        let state = up.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut down = state.subscribe();
-                if !*down.borrow() {
-                    continue; // dropped: the connection is reset
-                }
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = down.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { url, up, task }
-    }
-
-    pub fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// A loopback address with a port free a moment ago.
 pub fn free_address() -> String {
     format!("127.0.0.1:{}", test_support::free_port())
-}
-
-/// Polls `check` until it yields a value, for at most `bound`.
-pub async fn wait_for<T, F, Fut>(what: &str, bound: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The most invocations ever running at once, from `start`/`end` lines in file order.

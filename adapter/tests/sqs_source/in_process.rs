@@ -11,9 +11,10 @@ use adapter::sqs::{SqsArgs, SqsSource};
 use bytes::Bytes;
 use clap::Parser;
 use serde_json::json;
+use test_support::{sdk_config, wait_for};
 use tokio_util::sync::CancellationToken;
 
-use super::harness::{Queues, WAIT, sdk_config, wait_for};
+use super::harness::{Queues, WAIT};
 
 #[derive(Parser)]
 struct Cli {

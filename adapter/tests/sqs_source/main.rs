@@ -11,8 +11,9 @@ mod harness;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::{Adapter, Proxy, Queues, WAIT, max_overlap, wait_for};
+use harness::{Adapter, Queues, WAIT, max_overlap};
 use serde_json::json;
+use test_support::{Proxy, wait_for};
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -284,14 +285,14 @@ async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
     // A short visibility timeout: the long poll the cut abandons stays open on the SQS side and
     // may take the message sent during the outage, hiding it for one visibility timeout.
     let queues = Queues::new("outage", 3, 5).await;
-    let proxy = Proxy::start().await;
-    let mut adapter = Adapter::start_via(&proxy.url, &queues.url, &["--batch-size", "1"]).await;
+    let proxy = Proxy::to_localstack().await;
+    let mut adapter = Adapter::start_via(&proxy.url(), &queues.url, &["--batch-size", "1"]).await;
     wait_for("ready", WAIT, || async {
         (adapter.readiness().await == Some(200)).then_some(())
     })
     .await;
 
-    proxy.set_up(false);
+    proxy.cut();
     wait_for("not ready while SQS is unreachable", WAIT, || async {
         (adapter.readiness().await == Some(503)).then_some(())
     })
@@ -308,7 +309,7 @@ async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
         "the adapter keeps running"
     );
 
-    proxy.set_up(true);
+    proxy.restore();
     wait_for(
         "the message processed and deleted after the outage",
         WAIT,
