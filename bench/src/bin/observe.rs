@@ -125,7 +125,9 @@ async fn main() -> Result<(), Error> {
                 if deleted >= count {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The poll interval is the wall time's error (half of it on average): 10 ms is
+                // under 1% of the shortest drain, and a scrape costs the adapter ~0.04 ms of CPU.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let wall = started.elapsed().as_secs_f64();
             tagged("drain")
