@@ -4,7 +4,8 @@
 //! bench-report --results target/bench/results.txt --command "scripts/bench" --out BENCHMARKS.md
 //! ```
 //!
-//! The machine (CPU model, cores, memory) is read from `/proc`; the date is now (UTC).
+//! The machine (CPU model, cores, memory) is read from `/proc`; the date is the results file's last
+//! change (UTC): when the figures were measured, even if the report is written again later.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -38,7 +39,11 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.results)?;
+    let text = std::fs::read_to_string(&args.results)
+        .map_err(|e| format!("could not read {}: {e}", args.results.display()))?;
+    let measured: chrono::DateTime<chrono::Utc> = std::fs::metadata(&args.results)?
+        .modified()
+        .map_or_else(|_| chrono::Utc::now(), Into::into);
     let results = Results::parse(&text);
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
@@ -51,11 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.note.is_empty() {
         writeln!(md, "> **{}**\n", args.note)?;
     }
-    writeln!(
-        md,
-        "- Date: {}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    )?;
+    writeln!(md, "- Date: {}", measured.format("%Y-%m-%d %H:%M UTC"))?;
     writeln!(md, "- Command: `{}`", args.command)?;
     writeln!(md, "- Machine: {}", machine())?;
     writeln!(md, "- Build: cargo profile `{}`", args.profile)?;
