@@ -3,8 +3,8 @@
 //! An event source (`http`, `sqs`, the Invoke API) turns what it receives into an [`Invocation`] and
 //! calls a [`tower::Service`] with it; the function host behind that service hands the invocation to
 //! a function process over the Lambda Runtime API and resolves with what the function replied.
-//! Event sources are generic over the service, so they are tested with a fake and run with the real
-//! host.
+//! Event sources are generic over the service ([`Invoke`] names what they need of it), so they are
+//! tested with a fake and run with the real host.
 
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +63,27 @@ pub enum InvocationResponse {
         /// The error body as the function sent it (`{"errorType": ..., "errorMessage": ...}`).
         payload: Bytes,
     },
+}
+
+/// What an event source needs of the function host: a [`tower::Service`] that takes an
+/// [`Invocation`], cheap to clone (a clone per request or batch) and usable from spawned tasks.
+///
+/// Implemented for every such service: the real host ([`crate::host::Invoker`]) and the fakes
+/// that test each event source alone. A name for the bounds, so each source states them once.
+pub trait Invoke:
+    tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Invoke for S where
+    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
 }
 
 /// Why an invocation produced no reply from the function.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
 /// Lambda's limit on a synchronous request payload.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -51,12 +51,7 @@ pub async fn serve<S>(
     shutdown: CancellationToken,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: Invoke + Sync,
 {
     let api = Arc::new(InvokeApi {
         invoker,
@@ -82,12 +77,7 @@ async fn invoke<S>(
     body: Body,
 ) -> Response
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: Invoke + Sync,
 {
     let qualifier = query.get("Qualifier").map(String::as_str);
     if !names_function(&name, qualifier, &api.config.function_name) {
@@ -172,11 +162,7 @@ where
 
 async fn request_response<S>(invoker: &S, invocation: Invocation) -> Response
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: Invoke,
 {
     match invoker.clone().oneshot(invocation).await {
         Ok(InvocationResponse::Success(body)) => json_body(StatusCode::OK, body),

@@ -17,7 +17,7 @@ use tower::ServiceExt as _;
 
 use super::event::{RequestMeta, client_ip, to_event};
 use super::response::to_http_response;
-use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
 /// Settings of the HTTP source.
 #[derive(Debug, Clone)]
@@ -46,12 +46,7 @@ pub async fn serve<S>(
     shutdown: CancellationToken,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: Invoke + Sync,
 {
     let source = Arc::new(HttpSource { invoker, config });
     let router = Router::new().fallback(handle::<S>).with_state(source);
@@ -69,12 +64,7 @@ async fn handle<S>(
     request: Request,
 ) -> Response
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: Invoke + Sync,
 {
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut response = invoke(&source, peer, request, &request_id).await;
@@ -91,12 +81,7 @@ async fn invoke<S>(
     request_id: &str,
 ) -> Response
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: Invoke + Sync,
 {
     let (parts, body) = request.into_parts();
     let limit = source.config.max_body_bytes;

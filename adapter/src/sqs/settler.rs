@@ -14,7 +14,7 @@ use super::event::{self, Record};
 use super::metrics::{InFlightGuard, SqsMetrics};
 use super::queue::Receipt;
 use super::visibility::InFlight;
-use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
 /// How long after a process died a shutdown still counts as its cause.
 const SIGNAL_SETTLE: Duration = Duration::from_secs(1);
@@ -31,11 +31,7 @@ async fn invoke_when_ready<S>(
     invocation: Invocation,
 ) -> Result<InvocationResponse, InvokeError>
 where
-    S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: Invoke,
 {
     let give_up = tokio::time::Instant::now() + NOT_READY_PATIENCE;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
@@ -113,11 +109,7 @@ impl Settler {
 
     pub(crate) async fn process<S>(&self, invoker: S, records: Vec<Record>)
     where
-        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send,
+        S: Invoke,
     {
         let _in_flight = InFlightGuard::new(&self.metrics.batches_in_flight);
         // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
@@ -151,11 +143,7 @@ impl Settler {
 
     async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record]) -> Settled
     where
-        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send,
+        S: Invoke,
     {
         let ids: Vec<&str> = records
             .iter()

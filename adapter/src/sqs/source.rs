@@ -18,7 +18,7 @@ use super::queue::Queue;
 use super::settler::{NOT_READY_PATIENCE, Settler};
 use super::visibility::{self, InFlight, VisibilityPolicy};
 use super::{MAX_WAIT_TIME, SqsArgs, SqsError, SqsHealth};
-use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::invocation::Invoke;
 
 /// The SQS event source mapping: receives from one queue and invokes the function with batches.
 #[derive(Debug)]
@@ -167,11 +167,7 @@ impl SqsSource {
         grace: Duration,
     ) -> Result<(), SqsError>
     where
-        S: tower::Service<Invocation, Response = InvocationResponse, Error = InvokeError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send,
+        S: Invoke,
     {
         let policy = VisibilityPolicy::new(
             self.queue_visibility_timeout,
