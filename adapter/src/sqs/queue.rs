@@ -6,8 +6,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
 
 use super::backoff::Backoff;
@@ -139,19 +139,39 @@ impl Queue {
     /// Deletes `receipts`, retrying what fails for a few seconds. What is still not deleted is
     /// reported failed and will be delivered again: at-least-once, never lost.
     pub(crate) async fn delete(&self, receipts: &[Receipt]) -> BatchReport {
+        self.batch(BatchCall::Delete, receipts, DELETE_ATTEMPTS)
+            .await
+    }
+
+    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once), trying
+    /// what fails up to `attempts` times.
+    pub(crate) async fn change_visibility(
+        &self,
+        receipts: &[Receipt],
+        timeout: Duration,
+        attempts: u32,
+    ) -> BatchReport {
+        let seconds = timeout.as_secs().min(43_200) as i32;
+        self.batch(BatchCall::ChangeVisibility { seconds }, receipts, attempts)
+            .await
+    }
+
+    /// Runs `call` over `receipts` in chunks of ten, each entry tried up to `attempts` times with
+    /// a backoff between. Entries SQS refuses for good (the sender's fault, such as an expired
+    /// receipt handle) are not tried again.
+    async fn batch(&self, call: BatchCall, receipts: &[Receipt], attempts: u32) -> BatchReport {
         let mut report = BatchReport::default();
         for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
             let mut pending: Vec<&Receipt> = chunk.iter().collect();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
             let mut last_error = String::new();
-            for attempt in 1..=DELETE_ATTEMPTS {
+            for attempt in 1..=attempts.max(1) {
                 if attempt > 1 {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
-                match self.delete_once(&pending).await {
+                match self.batch_once(call, &pending).await {
                     Ok(outcome) => {
                         report.done.extend(outcome.done);
-                        // Sender faults (an expired receipt handle) will not succeed on retry.
                         let (permanent, retry): (Vec<_>, Vec<_>) =
                             outcome.failed.into_iter().partition(|f| f.sender_fault);
                         for failure in permanent {
@@ -171,8 +191,11 @@ impl Queue {
                             .collect();
                     }
                     Err(error) => {
-                        tracing::warn!(error = %error, attempt, queue_url = %self.url, "DeleteMessageBatch failed");
+                        tracing::warn!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
                         last_error = error.to_string();
+                        if !error.retryable {
+                            break;
+                        }
                     }
                 }
                 if pending.is_empty() {
@@ -188,103 +211,96 @@ impl Queue {
         report
     }
 
-    async fn delete_once(&self, receipts: &[&Receipt]) -> Result<EntryOutcome, CallError> {
-        let entries = receipts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&r.receipt_handle)
-                    .build()
-                    .map_err(CallError::from_build)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let output = self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(CallError::from_sdk)?;
-        let successful = output.successful().iter().map(|s| s.id());
-        let failed = output.failed().iter().map(|f| {
-            (
-                f.id(),
-                f.sender_fault(),
-                format!("{}: {}", f.code(), f.message().unwrap_or("")),
-            )
-        });
-        Ok(EntryOutcome::from_ids(receipts, successful, failed))
-    }
-
-    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once).
-    pub(crate) async fn change_visibility(
+    async fn batch_once(
         &self,
-        receipts: &[Receipt],
-        timeout: Duration,
-    ) -> BatchReport {
-        let seconds = timeout.as_secs().min(43_200) as i32;
-        let mut report = BatchReport::default();
-        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-            let refs: Vec<&Receipt> = chunk.iter().collect();
-            match self.change_visibility_once(&refs, seconds).await {
-                Ok(outcome) => {
-                    report.done.extend(outcome.done);
-                    for failure in outcome.failed {
-                        if failure.sender_fault {
-                            report.rejected.push(chunk[failure.index].clone());
-                        }
-                        report.failed.push((failure.message_id, failure.reason));
-                    }
-                }
-                Err(error) => {
-                    let reason = error.to_string();
-                    report
-                        .failed
-                        .extend(chunk.iter().map(|r| (r.message_id.clone(), reason.clone())));
-                }
+        call: BatchCall,
+        receipts: &[&Receipt],
+    ) -> Result<EntryOutcome, CallError> {
+        match call {
+            BatchCall::Delete => {
+                let entries = receipts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(&r.receipt_handle)
+                            .build()
+                            .map_err(CallError::from_build)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let output = self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(CallError::from_sdk)?;
+                let successful = output.successful().iter().map(|s| s.id());
+                Ok(EntryOutcome::from_ids(
+                    receipts,
+                    successful,
+                    failures(output.failed()),
+                ))
+            }
+            BatchCall::ChangeVisibility { seconds } => {
+                let entries = receipts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(&r.receipt_handle)
+                            .visibility_timeout(seconds)
+                            .build()
+                            .map_err(CallError::from_build)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let output = self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(CallError::from_sdk)?;
+                let successful = output.successful().iter().map(|s| s.id());
+                Ok(EntryOutcome::from_ids(
+                    receipts,
+                    successful,
+                    failures(output.failed()),
+                ))
             }
         }
-        report
     }
+}
 
-    async fn change_visibility_once(
-        &self,
-        receipts: &[&Receipt],
-        seconds: i32,
-    ) -> Result<EntryOutcome, CallError> {
-        let entries = receipts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&r.receipt_handle)
-                    .visibility_timeout(seconds)
-                    .build()
-                    .map_err(CallError::from_build)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let output = self
-            .client
-            .change_message_visibility_batch()
-            .queue_url(&self.url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(CallError::from_sdk)?;
-        let successful = output.successful().iter().map(|s| s.id());
-        let failed = output.failed().iter().map(|f| {
-            (
-                f.id(),
-                f.sender_fault(),
-                format!("{}: {}", f.code(), f.message().unwrap_or("")),
-            )
-        });
-        Ok(EntryOutcome::from_ids(receipts, successful, failed))
+/// A batch call on receipts.
+#[derive(Debug, Clone, Copy)]
+enum BatchCall {
+    Delete,
+    ChangeVisibility { seconds: i32 },
+}
+
+impl BatchCall {
+    fn name(self) -> &'static str {
+        match self {
+            BatchCall::Delete => "DeleteMessageBatch",
+            BatchCall::ChangeVisibility { .. } => "ChangeMessageVisibilityBatch",
+        }
     }
+}
+
+/// A batch call's failed entries as `(entry id, sender's fault, reason)`.
+fn failures(failed: &[BatchResultErrorEntry]) -> impl Iterator<Item = (&str, bool, String)> {
+    failed.iter().map(|f| {
+        (
+            f.id(),
+            f.sender_fault(),
+            format!("{}: {}", f.code(), f.message().unwrap_or("")),
+        )
+    })
 }
 
 struct EntryFailure {

@@ -339,7 +339,12 @@ impl SqsSource {
         }
         let left = in_flight.drain();
         if !left.is_empty() {
-            let report = self.queue.change_visibility(&left, Duration::ZERO).await;
+            // A few tries: a message not released waits out its visibility timeout (minutes,
+            // with the extensions) before another worker may run it. The caller bounds the time.
+            let report = self
+                .queue
+                .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS)
+                .await;
             self.metrics.released.inc_by(report.done.len() as u64);
             tracing::warn!(message_ids = ?report.done, "released in-flight messages at shutdown");
             for (message_id, reason) in &report.failed {
@@ -384,6 +389,9 @@ fn task_end(ended: Result<(), tokio::task::JoinError>) -> String {
 
 /// Most of the shutdown grace period kept for releasing what is still in flight.
 const RELEASE_BUDGET: Duration = Duration::from_secs(2);
+
+/// How often releasing a message at shutdown is tried.
+const RELEASE_ATTEMPTS: u32 = 3;
 
 fn log_batch_task_end(done: Result<(), tokio::task::JoinError>) {
     if let Err(error) = done

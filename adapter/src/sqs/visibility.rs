@@ -210,7 +210,8 @@ pub(crate) async fn keep_visible(
         let report = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            report = queue.change_visibility(&due, policy.extend_to) => report,
+            // One try: what fails is due again at the next tick, and asked for again then.
+            report = queue.change_visibility(&due, policy.extend_to, 1) => report,
         };
         in_flight.mark_extended(report.done.iter().map(String::as_str), now);
         // Refused for good (settled or delivered again meanwhile): asking again every tick until
