@@ -9,11 +9,16 @@ use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
+use futures::StreamExt;
 
 use super::backoff::Backoff;
 
 /// Most entries SQS takes in one batch call.
 const MAX_BATCH_ENTRIES: usize = 10;
+
+/// Batch calls in flight at once for one operation: releasing a thousand messages at shutdown one
+/// call after another would take a hundred round trips of the release's short budget.
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// How often a delete is tried before the message is left to come back.
 const DELETE_ATTEMPTS: u32 = 6;
@@ -156,58 +161,77 @@ impl Queue {
             .await
     }
 
-    /// Runs `call` over `receipts` in chunks of ten, each entry tried up to `attempts` times with
-    /// a backoff between. Entries SQS refuses for good (the sender's fault, such as an expired
-    /// receipt handle) are not tried again.
+    /// Runs `call` over `receipts` in chunks of ten, up to [`CHUNKS_IN_FLIGHT`] at once, each
+    /// entry tried up to `attempts` times with a backoff between. Entries SQS refuses for good (the
+    /// sender's fault, such as an expired receipt handle) are not tried again.
     async fn batch(&self, call: BatchCall, receipts: &[Receipt], attempts: u32) -> BatchReport {
+        // The calls made first, then streamed: a stream that maps with a closure trips the
+        // compiler's `Send` check for the spawned tasks that await this.
+        let calls: Vec<_> = receipts
+            .chunks(MAX_BATCH_ENTRIES)
+            .map(|chunk| self.batch_chunk(call, chunk, attempts))
+            .collect();
+        let reports: Vec<BatchReport> = futures::stream::iter(calls)
+            .buffered(CHUNKS_IN_FLIGHT)
+            .collect()
+            .await;
         let mut report = BatchReport::default();
-        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-            let mut pending: Vec<&Receipt> = chunk.iter().collect();
-            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-            let mut last_error = String::new();
-            for attempt in 1..=attempts.max(1) {
-                if attempt > 1 {
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                match self.batch_once(call, &pending).await {
-                    Ok(outcome) => {
-                        report.done.extend(outcome.done);
-                        let (permanent, retry): (Vec<_>, Vec<_>) =
-                            outcome.failed.into_iter().partition(|f| f.sender_fault);
-                        for failure in permanent {
-                            if let Some(receipt) = pending.get(failure.index) {
-                                report.rejected.push((*receipt).clone());
-                            }
-                            report.failed.push((failure.message_id, failure.reason));
+        for chunk in reports {
+            report.done.extend(chunk.done);
+            report.failed.extend(chunk.failed);
+            report.rejected.extend(chunk.rejected);
+        }
+        report
+    }
+
+    /// [`Queue::batch`] for one chunk of at most ten receipts.
+    async fn batch_chunk(&self, call: BatchCall, chunk: &[Receipt], attempts: u32) -> BatchReport {
+        let mut report = BatchReport::default();
+        let mut pending: Vec<&Receipt> = chunk.iter().collect();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let mut last_error = String::new();
+        for attempt in 1..=attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            match self.batch_once(call, &pending).await {
+                Ok(outcome) => {
+                    report.done.extend(outcome.done);
+                    let (permanent, retry): (Vec<_>, Vec<_>) =
+                        outcome.failed.into_iter().partition(|f| f.sender_fault);
+                    for failure in permanent {
+                        if let Some(receipt) = pending.get(failure.index) {
+                            report.rejected.push((*receipt).clone());
                         }
-                        if let Some(first) = retry.first() {
-                            last_error.clone_from(&first.reason);
-                        }
-                        // By position, not id: one chunk may hold two deliveries of a message.
-                        let again: Vec<usize> = retry.iter().map(|f| f.index).collect();
-                        pending = again
-                            .into_iter()
-                            .filter_map(|i| pending.get(i).copied())
-                            .collect();
+                        report.failed.push((failure.message_id, failure.reason));
                     }
-                    Err(error) => {
-                        tracing::warn!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
-                        last_error = error.to_string();
-                        if !error.retryable {
-                            break;
-                        }
+                    if let Some(first) = retry.first() {
+                        last_error.clone_from(&first.reason);
                     }
+                    // By position, not id: one chunk may hold two deliveries of a message.
+                    let again: Vec<usize> = retry.iter().map(|f| f.index).collect();
+                    pending = again
+                        .into_iter()
+                        .filter_map(|i| pending.get(i).copied())
+                        .collect();
                 }
-                if pending.is_empty() {
-                    break;
+                Err(error) => {
+                    tracing::warn!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
+                    last_error = error.to_string();
+                    if !error.retryable {
+                        break;
+                    }
                 }
             }
-            report.failed.extend(
-                pending
-                    .into_iter()
-                    .map(|r| (r.message_id.clone(), last_error.clone())),
-            );
+            if pending.is_empty() {
+                break;
+            }
         }
+        report.failed.extend(
+            pending
+                .into_iter()
+                .map(|r| (r.message_id.clone(), last_error.clone())),
+        );
         report
     }
 

@@ -241,3 +241,37 @@ async fn a_batching_window_gathers_over_receive_calls_into_one_lambda_shaped_eve
     );
     assert!(attributed["md5OfMessageAttributes"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_in_flight_at_shutdown_is_released_at_once() {
+    // More than one batch call's worth (10), and a visibility timeout far past the wait below:
+    // only the release can make them visible in time.
+    let queues = Queues::new("inproc-release", 300, 5).await;
+    let ids = queues.send(&vec![json!({}); 25]).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    // A function that never answers: every message stays in flight until shutdown.
+    let invoker = tower::service_fn(move |_: Invocation| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<Result<InvocationResponse, InvokeError>>()
+    });
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(source(&queues.url, &["--batch-size", "1"]).await.run(
+        invoker,
+        ids.len(),
+        Duration::from_secs(300),
+        shutdown.clone(),
+        Duration::from_secs(2),
+    ));
+    wait_for("every message invoked", WAIT, || async {
+        (calls.load(Ordering::SeqCst) >= ids.len()).then_some(())
+    })
+    .await;
+    assert_eq!(queues.depth().await, (0, ids.len() as u64), "all in flight");
+    shutdown.cancel();
+    run.await.expect("run task").expect("run returns Ok");
+    wait_for("every message visible again", WAIT, || async {
+        (queues.depth().await == (ids.len() as u64, 0)).then_some(())
+    })
+    .await;
+}
