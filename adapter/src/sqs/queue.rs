@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
@@ -53,12 +53,15 @@ impl CallError {
 
     fn from_sdk<E>(error: SdkError<E, HttpResponse>) -> Self
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     {
         let retryable = match &error {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status();
-                status.is_server_error() || status.as_u16() == 429
+                // SQS answers throttling with a 400 (`RequestThrottled`, `ThrottlingException`,
+                // `KmsThrottled`): a 4xx that does pass.
+                let throttled = service.err().code().is_some_and(|c| c.contains("Throttl"));
+                status.is_server_error() || status.as_u16() == 429 || throttled
             }
             _ => true,
         };
@@ -216,7 +219,13 @@ impl Queue {
                         .collect();
                 }
                 Err(error) => {
-                    tracing::warn!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
+                    // Deletes say it here; visibility changes are reported per message by their
+                    // callers, every tick while SQS is out of reach.
+                    if matches!(call, BatchCall::Delete) {
+                        tracing::warn!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
+                    } else {
+                        tracing::debug!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
+                    }
                     last_error = error.to_string();
                     if !error.retryable {
                         break;
@@ -386,7 +395,27 @@ impl EntryOutcome {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_sqs::error::ErrorMetadata;
+    use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
+
     use super::*;
+
+    /// A call SQS answered with `status` and error `code`.
+    fn answered(status: u16, code: &str) -> CallError {
+        let error = DeleteMessageBatchError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = HttpResponse::new(status.try_into().expect("a status code"), "".into());
+        CallError::from_sdk(SdkError::service_error(error, raw))
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retried_other_refusals_are_not() {
+        assert!(answered(400, "RequestThrottled").retryable);
+        assert!(answered(400, "ThrottlingException").retryable);
+        assert!(answered(429, "TooManyRequests").retryable);
+        assert!(answered(500, "InternalError").retryable);
+        assert!(!answered(400, "AWS.SimpleQueueService.NonExistentQueue").retryable);
+        assert!(!answered(403, "AccessDenied").retryable);
+    }
 
     #[test]
     fn entry_ids_map_back_to_messages_and_silence_is_a_retryable_failure() {

@@ -340,11 +340,23 @@ impl SqsSource {
         let left = in_flight.drain();
         if !left.is_empty() {
             // A few tries: a message not released waits out its visibility timeout (minutes,
-            // with the extensions) before another worker may run it. The caller bounds the time.
-            let report = self
+            // with the extensions) before another worker may run it. Bounded, though: the caller
+            // gives the source a few seconds past the grace period (`app::SOURCE_RELEASE_MARGIN`)
+            // and then stops waiting, and nothing would be said of the messages left.
+            let release = self
                 .queue
-                .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS)
-                .await;
+                .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
+            let deadline = stopped_at + grace + RELEASE_BUDGET;
+            let Ok(report) = tokio::time::timeout_at(deadline, release).await else {
+                tracing::warn!(
+                    messages = left.len(),
+                    "the release at shutdown ran out of time; messages not released become visible when their visibility timeout ends"
+                );
+                return match failure.reason {
+                    Some(reason) => Err(SqsError::Stopped(reason)),
+                    None => Ok(()),
+                };
+            };
             self.metrics.released.inc_by(report.done.len() as u64);
             tracing::warn!(message_ids = ?report.done, "released in-flight messages at shutdown");
             for (message_id, reason) in &report.failed {

@@ -1,6 +1,6 @@
-//! The SQS source tests' harness (`tests/sqs_source.rs` includes it by path): queues made per
-//! test with their DLQ, the adapter hosting `sqs_fixture`; and, from `test_support`, a cuttable
-//! proxy to SQS and bounded waits.
+//! The SQS source tests' harness (`tests/sqs_source/main.rs` and `tests/sqs_startup.rs` include it
+//! by path): queues made per test with their DLQ, and the adapter hosting `sqs_fixture`. The
+//! cuttable proxy to SQS and the bounded waits come from `test_support`.
 
 #![allow(dead_code)]
 
