@@ -37,8 +37,8 @@ pub(super) fn enqueue(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fm
          (`sqs-ceiling send`). LocalStack's speed drifts by 20% and more within a minute, so the \
          two run in alternating pairs (adapter then SDK, then SDK then adapter, ...), one pair per \
          round, and the goal takes the median of the rounds' ratios. *LocalStack cores*: the CPU \
-         its process used over the run, in cores of this 2-core machine; it runs Python, mostly \
-         one thread at a time. At 1 connection the ratio is one of latencies: the adapter path \
+         its process used over the run, in cores; it runs Python, mostly one thread at a time. For \
+         the SDK runs it spans `sqs-ceiling`'s whole life, a little longer than the sending. At 1 connection the ratio is one of latencies: the adapter path \
          adds two loopback HTTP exchanges and the function's event handling to each \
          `SendMessage`.\n"
     )?;
@@ -105,7 +105,8 @@ pub(super) fn enqueue(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fm
         md,
         "\nPer connection count, the median over the rounds, and the CPU time per request (all \
          threads) of the adapter, of the `enqueue` process under it, and of the SDK client \
-         `sqs-ceiling` that makes the same `SendMessage` call with nothing around it:\n"
+         `sqs-ceiling` that makes the same `SendMessage` call with nothing around it (its figure \
+         includes its own start: runtime, configuration, client):\n"
     )?;
     writeln!(
         md,
