@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Readiness, SourceCheck};
-use crate::cli::{Cli, Command, HttpArgs, ServiceArgs};
-use crate::host::{FunctionHost, HostConfig, HostError};
+use crate::cli::{Cli, Command, EMULATE_INVOKE_LISTEN, HttpArgs, ServiceArgs};
+use crate::host::{FunctionHost, HostConfig, HostError, InitFailures};
 use crate::http_source::{self, HttpSourceConfig};
 use crate::invoke_api::{self, InvokeApiConfig};
+use crate::platform_log::PlatformLogLayer;
 use crate::sqs::{SqsArgs, SqsError, SqsSource};
 use crate::{healthcheck, shutdown};
 
@@ -74,6 +75,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Http(command) => run_service(command.service, Source::Http(command.http)).await,
         Command::Sqs(command) => run_service(command.service, Source::Sqs(command.sqs)).await,
+        Command::Emulate(command) => {
+            let mut service = command.service;
+            service.platform_logs = true;
+            if service.invoke_listen.is_none() {
+                service.invoke_listen = EMULATE_INVOKE_LISTEN.parse().ok();
+            }
+            run_service(service, Source::InvokeApiOnly).await
+        }
         Command::Healthcheck(args) => {
             return match healthcheck::check(&args).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -97,11 +106,14 @@ pub async fn run(cli: Cli) -> ExitCode {
 enum Source {
     Http(HttpArgs),
     Sqs(SqsArgs),
+    /// `emulate`: the Invoke API is the only way in.
+    InvokeApiOnly,
 }
 
 enum PreparedSource {
     Http(TcpListener, HttpArgs),
     Sqs(SqsSource),
+    InvokeApiOnly,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -136,6 +148,9 @@ fn host_config(service: &ServiceArgs) -> HostConfig {
 async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppError> {
     let shutdown = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
+    if service.stop_on_stdin_eof {
+        shutdown::cancel_on_stdin_eof(shutdown.clone()).map_err(AppError::Signals)?;
+    }
     let timeout = Duration::from_secs(u64::from(service.timeout));
     let grace = Duration::from_secs(u64::from(service.shutdown_grace));
     let config = host_config(&service);
@@ -155,7 +170,7 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
         }
     };
     let source_check: SourceCheck = match &prepared {
-        PreparedSource::Http(..) => Arc::new(|| Ok(())),
+        PreparedSource::Http(..) | PreparedSource::InvokeApiOnly => Arc::new(|| Ok(())),
         PreparedSource::Sqs(sqs) => {
             let health = sqs.health();
             Arc::new(move || {
@@ -218,6 +233,7 @@ async fn prepare(
         Source::Sqs(args) => SqsSource::connect(args, registry, shutdown)
             .await?
             .map(PreparedSource::Sqs),
+        Source::InvokeApiOnly => Some(PreparedSource::InvokeApiOnly),
     })
 }
 
@@ -238,17 +254,30 @@ async fn serve_until_shutdown(
         Some(addr) => Some(bind("invoke", addr).await?),
         None => None,
     };
+    // Under `emulate` a failed init fails at once, as Lambda fails the invocation that met it; a
+    // service restarts the function with backoff until the init timeout instead.
+    let init_failures = match &prepared {
+        PreparedSource::InvokeApiOnly => InitFailures::FailFast,
+        PreparedSource::Http(..) | PreparedSource::Sqs(_) => InitFailures::Retry,
+    };
     tokio::select! {
-        ready = host.wait_until_ready(config.init_timeout) => ready?,
+        ready = host.wait_until_ready(config.init_timeout, init_failures) => ready?,
         () = shutdown.cancelled() => return Ok(Drained::Done(Ok(()))),
     }
     tracing::info!("function ready; starting the event source");
 
     let background = TaskTracker::new();
+    // Without --platform-logs the layer is not there at all, so the hot path is unchanged.
+    let invoker = tower::ServiceBuilder::new()
+        .option_layer(service.platform_logs.then_some(PlatformLogLayer {
+            memory_size: config.memory_size,
+        }))
+        .service(host.invoker());
     let invoke_api = invoke_listener.map(|listener| {
+        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Invoke API listening");
         tokio::spawn(invoke_api::serve(
             listener,
-            host.invoker(),
+            invoker.clone(),
             InvokeApiConfig {
                 function_name: config.function_name.clone(),
                 function_arn: config.function_arn(),
@@ -261,7 +290,7 @@ async fn serve_until_shutdown(
     // The SQS source keeps to the grace period itself and then releases what it still holds, so it
     // gets a moment more; the HTTP server cannot cut its requests, so the grace bounds it here.
     let drain_bound = match &prepared {
-        PreparedSource::Http(..) => grace,
+        PreparedSource::Http(..) | PreparedSource::InvokeApiOnly => grace,
         PreparedSource::Sqs(_) => grace + SOURCE_RELEASE_MARGIN,
     };
     let mut source: JoinHandle<Result<(), AppError>> = match prepared {
@@ -269,7 +298,7 @@ async fn serve_until_shutdown(
             tracing::info!(listen = %args.listen, "HTTP source listening");
             let server = http_source::serve(
                 listener,
-                host.invoker(),
+                invoker,
                 HttpSourceConfig {
                     max_body_bytes: args.max_body_bytes,
                     timeout,
@@ -282,13 +311,21 @@ async fn serve_until_shutdown(
         }
         PreparedSource::Sqs(sqs) => {
             let run = sqs.run(
-                host.invoker(),
+                invoker,
                 config.max_concurrency,
                 timeout,
                 shutdown.clone(),
                 grace,
             );
             tokio::spawn(async move { run.await.map_err(AppError::from) })
+        }
+        // Nothing to run but the Invoke API, which stops on its own at shutdown.
+        PreparedSource::InvokeApiOnly => {
+            let stopped = shutdown.clone();
+            tokio::spawn(async move {
+                stopped.cancelled().await;
+                Ok(())
+            })
         }
     };
 

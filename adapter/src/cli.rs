@@ -25,9 +25,26 @@ pub enum Command {
     Http(HttpCommand),
     /// Consume an SQS queue: Lambda's SQS event source mapping, reproduced.
     Sqs(SqsCommand),
+    /// Serve only Lambda's Invoke API, as the Runtime Interface Emulator does: one function,
+    /// invoked by `aws lambda invoke`, an SDK or the LocalStack executor. Writes Lambda's
+    /// `START`/`END`/`REPORT` lines around each invocation.
+    Emulate(EmulateCommand),
     /// Exit 0 when a running adapter is ready (for container health checks).
     Healthcheck(HealthcheckArgs),
 }
+
+/// `adapter emulate [FLAGS] -- FUNCTION [ARGS...]`: `--invoke-listen` defaults to
+/// [`EMULATE_INVOKE_LISTEN`].
+#[derive(Args, Debug)]
+pub struct EmulateCommand {
+    /// Function host and service flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// Where `adapter emulate` serves the Invoke API unless `--invoke-listen` says otherwise (9000 is
+/// `cargo lambda watch`'s).
+pub const EMULATE_INVOKE_LISTEN: &str = "127.0.0.1:9001";
 
 /// `adapter http [FLAGS] -- FUNCTION [ARGS...]`.
 #[derive(Args, Debug)]
@@ -106,6 +123,14 @@ pub struct ServiceArgs {
     /// Seconds to let work in flight finish after SIGTERM (ECS waits 30 s before SIGKILL).
     #[arg(long, env = "ADAPTER_SHUTDOWN_GRACE", default_value_t = 25)]
     pub shutdown_grace: u32,
+    /// Write Lambda's `START`, `END` and `REPORT` lines around every invocation (always on in
+    /// `emulate`).
+    #[arg(long, env = "ADAPTER_PLATFORM_LOGS")]
+    pub platform_logs: bool,
+    /// Shut down, as on SIGTERM, when standard input reaches its end: a supervisor that holds
+    /// the other end of a pipe stops the adapter by dying, even by SIGKILL.
+    #[arg(long, env = "ADAPTER_STOP_ON_STDIN_EOF")]
+    pub stop_on_stdin_eof: bool,
     /// The function binary and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "FUNCTION")]
     pub function: Vec<OsString>,
@@ -172,6 +197,29 @@ mod tests {
         assert_eq!(http.service.function, ["/app/enqueue", "--flag"]);
         assert_eq!(http.service.resolved_function_name(), "enqueue");
         assert_eq!(http.http.max_body_bytes, 6 * 1024 * 1024);
+    }
+
+    #[test]
+    fn emulate_takes_service_flags() {
+        let cli = Cli::try_parse_from([
+            "adapter",
+            "emulate",
+            "--stop-on-stdin-eof",
+            "--invoke-listen",
+            "127.0.0.1:1234",
+            "--",
+            "./bootstrap",
+        ])
+        .expect("parses");
+        let Command::Emulate(emulate) = cli.command else {
+            panic!("expected emulate");
+        };
+        assert!(emulate.service.stop_on_stdin_eof);
+        assert_eq!(
+            emulate.service.invoke_listen,
+            Some("127.0.0.1:1234".parse().expect("address"))
+        );
+        assert_eq!(emulate.service.resolved_function_name(), "bootstrap");
     }
 
     #[test]

@@ -113,7 +113,17 @@ where
     } else {
         payload
     };
-    let mut invocation = Invocation::new(payload, api.config.timeout);
+    let mut invocation = match caller_request_id(&headers) {
+        Ok(Some(id)) => Invocation::with_request_id(id, payload, api.config.timeout),
+        Ok(None) => Invocation::new(payload, api.config.timeout),
+        Err(message) => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                message,
+            );
+        }
+    };
     invocation.trace_id = headers
         .get("x-amzn-trace-id")
         .and_then(|v| v.to_str().ok())
@@ -218,6 +228,27 @@ fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Res
         json!({"Type": kind, "message": message, "__type": error_type}).to_string(),
     )
         .into_response()
+}
+
+/// The request id a caller chose with `Lambda-Runtime-Aws-Request-Id` (the LocalStack executor
+/// passes LocalStack's, so the function, its logs and LocalStack agree on one id). AWS's Invoke API
+/// has no such header: this is a local tool's extension, checked so it cannot break a log line.
+fn caller_request_id(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    let Some(value) = headers.get("lambda-runtime-aws-request-id") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(Some(id.to_owned()))
+        }
+        _ => Err("Lambda-Runtime-Aws-Request-Id must be 1 to 128 letters, digits, '-' or '_'"),
+    }
 }
 
 /// Whether `name` (a name, a partial ARN or a full ARN, optionally qualified) names the hosted

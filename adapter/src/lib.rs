@@ -3,7 +3,8 @@
 //!
 //! Map: [`host`] runs the function processes and exposes them as a [`tower::Service`]
 //! ([`host::Invoker`]); [`runtime_api`] is what the processes talk to; [`http_source`] and
-//! [`sqs`] are the event sources; [`invoke_api`] is Lambda's Invoke API; [`admin`] answers health,
+//! [`sqs`] are the event sources; [`invoke_api`] is Lambda's Invoke API
+//! (and, alone, `adapter emulate`); [`platform_log`] writes Lambda's `START`/`END`/`REPORT` lines; [`admin`] answers health,
 //! readiness and metrics; [`app`] wires a subcommand together; [`shutdown`] turns signals into a
 //! cancellation.
 
@@ -15,6 +16,7 @@ pub mod host;
 pub mod http_source;
 pub mod invocation;
 pub mod invoke_api;
+pub mod platform_log;
 pub mod runtime_api;
 pub mod shutdown;
 pub mod sqs;

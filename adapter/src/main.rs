@@ -11,7 +11,11 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // ADAPTER_LOG first: RUST_LOG is also the function's (it inherits the environment),
+            // and a host like the LocalStack executor wants the adapter quieter than the function.
+            EnvFilter::try_from_env("ADAPTER_LOG")
+                .or_else(|_| EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_current_span(false)
         .init();

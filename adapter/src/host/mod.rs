@@ -111,6 +111,21 @@ pub enum HostError {
         /// The last failure seen, or why none was.
         reason: String,
     },
+    /// A process failed to initialise, and the host was told to give up at the first failure.
+    #[error("the function failed to initialise: {reason}")]
+    InitFailed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// What [`FunctionHost::wait_until_ready`] does when a process fails to initialise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitFailures {
+    /// Restart it with backoff until the init timeout (a service: the next try may work).
+    Retry,
+    /// Fail at once, as Lambda fails the invocation that met a failed init (`adapter emulate`).
+    FailFast,
 }
 
 struct Shared {
@@ -204,10 +219,37 @@ impl FunctionHost {
     }
 
     /// Waits until at least one process has called `/next`.
-    pub async fn wait_until_ready(&self, timeout: Duration) -> Result<(), HostError> {
+    pub async fn wait_until_ready(
+        &self,
+        timeout: Duration,
+        failures: InitFailures,
+    ) -> Result<(), HostError> {
         let mut ready = self.ready_processes();
-        match tokio::time::timeout(timeout, ready.wait_for(|n| *n > 0)).await {
-            Ok(Ok(_)) => Ok(()),
+        let first_failure = async {
+            if failures == InitFailures::Retry {
+                return std::future::pending().await;
+            }
+            let waits = self.slots.iter().map(|slot| {
+                let mut failures = slot.failures();
+                Box::pin(async move { failures.wait_for(|n| *n > 0).await.map(|_| ()) })
+            });
+            let _ = futures::future::select_all(waits).await;
+        };
+        let ready_or_failed = async {
+            tokio::select! {
+                ready = ready.wait_for(|n| *n > 0) => ready.is_ok(),
+                () = first_failure => false,
+            }
+        };
+        match tokio::time::timeout(timeout, ready_or_failed).await {
+            Ok(true) => Ok(()),
+            Ok(false) if failures == InitFailures::FailFast => Err(HostError::InitFailed {
+                reason: self
+                    .slots
+                    .iter()
+                    .find_map(|slot| slot.last_failure())
+                    .unwrap_or_else(|| "the function process stopped".to_owned()),
+            }),
             _ => Err(HostError::InitTimeout {
                 seconds: timeout.as_secs_f64(),
                 reason: self

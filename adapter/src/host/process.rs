@@ -20,6 +20,8 @@ pub(crate) struct Slot {
     pub(crate) runtime_api: SocketAddr,
     current: Mutex<Option<Arc<Incarnation>>>,
     last_failure: Mutex<Option<String>>,
+    /// How many processes of this slot failed to start, for waiters that stop at the first.
+    failures: tokio::sync::watch::Sender<u64>,
 }
 
 impl Slot {
@@ -29,6 +31,7 @@ impl Slot {
             runtime_api,
             current: Mutex::new(None),
             last_failure: Mutex::new(None),
+            failures: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -44,6 +47,12 @@ impl Slot {
     /// Remembers why the last process failed to start, for the init-timeout message.
     pub(crate) fn record_failure(&self, failure: String) {
         *lock(&self.last_failure) = Some(failure);
+        self.failures.send_modify(|n| *n += 1);
+    }
+
+    /// Changes each time a process of this slot fails to start.
+    pub(crate) fn failures(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.failures.subscribe()
     }
 
     /// Why the last process failed to start, if one did.

@@ -39,11 +39,14 @@ pub(crate) struct FunctionCommand {
 
 impl FunctionCommand {
     fn spawn(&self, slot: &Slot) -> std::io::Result<Child> {
-        let log_stream = format!(
-            "{}/[$LATEST]{}",
-            chrono::Utc::now().format("%Y/%m/%d"),
-            uuid::Uuid::new_v4().simple()
-        );
+        // A service that hosts the adapter (LocalStack's Lambda) names the stream itself.
+        let log_stream = std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| {
+            format!(
+                "{}/[$LATEST]{}",
+                chrono::Utc::now().format("%Y/%m/%d"),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
