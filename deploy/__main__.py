@@ -9,6 +9,7 @@ import pulumi
 
 from modules import ConfigError, TaskService, from_pulumi_config
 from modules.lambda_functions import missing_artifacts
+from modules.task_service import COMPONENT_NAME
 
 try:
     args = from_pulumi_config(pulumi.Config())
@@ -22,7 +23,7 @@ if args.enabled and args.runtime == "lambda":
         raise pulumi.RunError("runtime=lambda needs the function zips; run scripts/build-lambda first. "
                               "Missing: " + ", ".join(missing))
 
-service = TaskService("task-service", args)
+service = TaskService(COMPONENT_NAME, args)
 pulumi.export("apiUrl", service.api_url)
 pulumi.export("queueUrl", service.queue_url)
 pulumi.export("dlqUrl", service.dlq_url)

@@ -17,6 +17,8 @@ from .config import TaskServiceArgs, check
 # Messages that failed maxReceiveCount times are kept for SQS's maximum, for inspection and redrive.
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
+# The name the stack entry point gives the component: the prefix of its resources and log groups.
+COMPONENT_NAME = "task-service"
 
 
 def redrive_policy(dlq_arn: str, max_receive_count: int) -> str:
