@@ -8,9 +8,11 @@ Binaries come from the workspace: `target/debug/fixture` (scripts/test builds it
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -177,3 +179,19 @@ def deploy_settings() -> dict:
     rendered = subprocess.run([f"{venv}/bin/python", str(REPO / "deploy" / "render.py"), "lambda"],
                               check=True, capture_output=True, text=True)
     return json.loads(rendered.stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready(admin_port: int) -> bool:
+    """Whether an adapter's admin listener says ready."""
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=1)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
