@@ -50,6 +50,21 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def aws_env(**extra: str) -> dict[str, str]:
+    """The environment for a process of ours that talks to this LocalStack (the adapter, a function)."""
+    return {**os.environ, "AWS_ENDPOINT_URL": ENDPOINT, "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", **extra}
+
+
+def extract_bootstrap(function: str, into: Path) -> Path:
+    """The executable inside `scripts/build-lambda`'s zip of `function`."""
+    with zipfile.ZipFile(io.BytesIO(lambda_zip(function))) as archive:
+        archive.extract("bootstrap", into)
+    bootstrap = into / "bootstrap"
+    bootstrap.chmod(0o755)
+    return bootstrap
+
+
 def client(service: str, endpoint: str = ENDPOINT):
     # No retries: a test must see the first answer; a long read timeout covers slow functions.
     return boto3.client(

@@ -11,16 +11,14 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-import os
 import subprocess
 import uuid
-import zipfile
 from urllib.parse import urlsplit
 
 import pytest
 
 from conftest import (
-    ENDPOINT, REGION, REPO, free_port, invoke, lambda_zip, log_messages, queue_arn, ready, wait_for,
+    ENDPOINT, REGION, REPO, aws_env, extract_bootstrap, free_port, invoke, lambda_zip, log_messages, queue_arn, ready, wait_for,
 )
 
 EVENTS = REPO / "functions"
@@ -122,12 +120,9 @@ BAD_REQUESTS = [
 def adapter_http(enqueue, tmp_path):
     """The same `enqueue` binary under `adapter http`, for answers to compare with."""
     _, url = enqueue
-    with zipfile.ZipFile(REPO / "target" / "lambda" / "enqueue" / "bootstrap.zip") as archive:
-        archive.extract("bootstrap", tmp_path)
-    bootstrap = tmp_path / "bootstrap"
-    bootstrap.chmod(0o755)
+    bootstrap = extract_bootstrap("enqueue", tmp_path)
     listen, admin = free_port(), free_port()
-    env = {**os.environ, "QUEUE_URL": url, "ADAPTER_LOG": "warn", "RUST_LOG": "warn"}
+    env = aws_env(QUEUE_URL=url, ADAPTER_LOG="warn", RUST_LOG="warn")
     process = subprocess.Popen(
         [str(REPO / "target" / "debug" / "adapter"), "http", "--listen", f"127.0.0.1:{listen}",
          "--admin-listen", f"127.0.0.1:{admin}", "--", str(bootstrap)],
