@@ -37,6 +37,9 @@ struct Args {
     /// Unmeasured invocations first.
     #[arg(long, default_value_t = 100)]
     warmup: usize,
+    /// The `target` of the result line for `--url` (what serves the Invoke API).
+    #[arg(long, default_value = "invoke-api")]
+    target: String,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -54,7 +57,7 @@ async fn main() -> Result<(), Error> {
             .clone()
             .ok_or("--url is required without --in-process")?;
         let (samples, errors) = invoke_api(&url, &args, deadline).await?;
-        ("invoke-api", samples, errors)
+        (args.target.as_str(), samples, errors)
     };
     let p = Percentiles::of(&mut samples);
     Line::new("invoke")

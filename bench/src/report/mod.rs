@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use crate::stats::parse_line;
 
 mod enqueue;
+mod invoke;
 mod profile;
 
 /// One result line: its figure and its `key=value` pairs.
@@ -88,7 +89,7 @@ pub fn write_all(md: &mut String, r: &Results) -> Result<Vec<Goal>, fmt::Error> 
     drain(md, r, &mut goals)?;
     startup(md, r, &mut goals)?;
     memory(md, r, &mut goals)?;
-    invoke(md, r)?;
+    invoke::invoke(md, r)?;
     profile::profile(md, r)?;
     Ok(goals)
 }
@@ -359,44 +360,6 @@ fn memory(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
     Ok(())
 }
 
-fn invoke(md: &mut String, r: &Results) -> fmt::Result {
-    writeln!(
-        md,
-        "## 5. Invocation overhead (Invoke API, echo function)\n"
-    )?;
-    writeln!(
-        md,
-        "One invocation at a time: `POST /2015-03-31/functions/echo/invocations` with a function URL \
-         event (`invoke-rtt`), against calling the same handler in-process (`invoke-rtt \
-         --in-process`, and the Criterion bench `bench/benches/invoke.rs`).\n"
-    )?;
-    writeln!(
-        md,
-        "| path | calls | p50 ms | p99 ms | errors |\n| --- | ---: | ---: | ---: | ---: |"
-    )?;
-    for i in r.all("invoke", &[]) {
-        writeln!(
-            md,
-            "| {} | {} | {} | {} | {} |",
-            i.s("target"),
-            i.s("count"),
-            num(i.n("p50_ms"), 4),
-            num(i.n("p99_ms"), 4),
-            i.s("errors"),
-        )?;
-    }
-    let api = r
-        .one("invoke", &[("target", "invoke-api")])
-        .and_then(|x| x.n("p50_ms"));
-    let local = r
-        .one("invoke", &[("target", "in-process")])
-        .and_then(|x| x.n("p50_ms"));
-    if let (Some(a), Some(l)) = (api, local) {
-        writeln!(md, "\nInvoke API round trip adds {:.3} ms at p50.", a - l)?;
-    }
-    writeln!(md)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +369,23 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn localstack_lambda_rows_get_their_comparison() {
+        let text = "bench invoke target=emulate count=10 p50_ms=0.200 p99_ms=0.3 errors=0\n\
+                    bench invoke target=localstack-lambda count=10 p50_ms=2.200 p99_ms=3 errors=0\n\
+                    bench lambda_cold target=localstack-lambda count=5 p50_ms=60.0 max_ms=70.0\n";
+        let mut md = String::new();
+        write_all(&mut md, &Results::parse(text)).expect("writes");
+        assert!(
+            md.contains("adds 2.000 ms at p50 over `adapter emulate` alone (11.0x)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| localstack-lambda | 5 | 60.0 | 70.0 |"),
+            "{md}"
+        );
     }
 
     #[test]
