@@ -125,3 +125,21 @@ async fn function_url_replies_errors_and_timeouts() {
         json!({"message": "Endpoint request timed out"})
     );
 }
+
+#[tokio::test]
+async fn a_host_no_url_can_hold_is_400_and_never_reaches_the_function() {
+    // lambda_http unwraps its parse of `{proto}://{host}{path}`: `x.1` would panic the function.
+    let mut adapter = Spawn::http("echo").start();
+    adapter.wait_ready().await;
+    for (host, proto) in [("x.1", "https"), ("api.example.com", "ht tp")] {
+        let builder = request("GET", &adapter.http_url("/echo"))
+            .header("host", host)
+            .header("x-forwarded-proto", proto);
+        let reply = call(builder, "").await;
+        assert_eq!(reply.status, 400, "{host} {proto}: {reply:?}");
+        assert_eq!(reply.json(), json!({"message": "Bad Request"}));
+    }
+    let reply = call(request("GET", &adapter.http_url("/echo")), "").await;
+    assert_eq!(reply.status, 200, "{}", adapter.log());
+    assert!(!adapter.log().contains("panicked"), "{}", adapter.log());
+}

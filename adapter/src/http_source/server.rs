@@ -84,6 +84,10 @@ where
     S: Invoke + Sync,
 {
     let (parts, body) = request.into_parts();
+    if !has_url(&parts) {
+        tracing::info!(%request_id, "refused a request whose Host makes no URL");
+        return error_response(StatusCode::BAD_REQUEST, "Bad Request");
+    }
     let limit = source.config.max_body_bytes;
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -147,6 +151,27 @@ where
     }
 }
 
+/// Whether the request's URL can be built the way `lambda_http` builds it from the event
+/// (`{X-Forwarded-Proto or https}://{Host}{path}`). It unwraps that parse, so a Host no URL can
+/// hold (`x.1` reads as a broken IPv4 address) would panic every `lambda_http` function. Lambda's
+/// fronts never pass such a Host on; behind an ALB, or reached directly, a client can send one, so
+/// the adapter answers 400 instead, before the function sees it.
+fn has_url(parts: &http::request::Parts) -> bool {
+    let Some(host) = parts.headers.get(header::HOST) else {
+        return true; // lambda_http then builds a relative URL, which always parses.
+    };
+    let scheme = match parts.headers.get("x-forwarded-proto") {
+        Some(proto) => proto.to_str().ok(),
+        None => Some("https"),
+    };
+    match (scheme, host.to_str()) {
+        (Some(scheme), Ok(host)) => {
+            url::Url::parse(&format!("{scheme}://{host}{}", parts.uri.path())).is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// An error the way API Gateway words it: `{"message": ...}`.
 fn error_response(status: StatusCode, message: &str) -> Response {
     let mut response = (
@@ -159,4 +184,35 @@ fn error_response(status: StatusCode, message: &str) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_url;
+
+    fn parts(host: Option<&str>, proto: Option<&str>) -> http::request::Parts {
+        let mut builder = http::Request::builder().uri("/tasks");
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        if let Some(proto) = proto {
+            builder = builder.header("x-forwarded-proto", proto);
+        }
+        builder.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn hosts_no_url_can_hold_are_refused() {
+        assert!(has_url(&parts(None, None)));
+        assert!(has_url(&parts(Some("api.example.com"), None)));
+        assert!(has_url(&parts(Some("127.0.0.1:8080"), Some("http"))));
+        assert!(has_url(&parts(Some("[::1]:8080"), None)));
+        assert!(!has_url(&parts(Some("x.1"), None)));
+        assert!(!has_url(&parts(
+            Some("a.lambda-url.us-east-1.127.0.0.1:4566"),
+            None
+        )));
+        assert!(!has_url(&parts(Some("api.example.com"), Some("ht tp"))));
+        assert!(!has_url(&parts(Some("host:99999"), None)));
+    }
 }
