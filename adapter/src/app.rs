@@ -304,6 +304,7 @@ async fn serve_until_shutdown(
                     timeout,
                     account_id: config.account_id.clone(),
                     api_id: config.function_name.clone(),
+                    trust_forwarded_for: args.trust_forwarded_for,
                 },
                 shutdown.clone(),
             );

@@ -77,6 +77,10 @@ pub struct HttpArgs {
     /// Larger request bodies get 413 (Lambda's limit: 6 MiB).
     #[arg(long, env = "ADAPTER_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Take `sourceIp` from the last `X-Forwarded-For` address: only behind a proxy that appends
+    /// it (an ALB). Otherwise any client could name its own address; the peer's is used.
+    #[arg(long, env = "ADAPTER_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
 }
 
 /// Flags shared by every source: the function host, the Invoke API, admin and shutdown.

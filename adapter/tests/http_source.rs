@@ -143,3 +143,21 @@ async fn a_host_no_url_can_hold_is_400_and_never_reaches_the_function() {
     assert_eq!(reply.status, 200, "{}", adapter.log());
     assert!(!adapter.log().contains("panicked"), "{}", adapter.log());
 }
+
+#[tokio::test]
+async fn source_ip_comes_from_x_forwarded_for_only_when_trusted() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.9")] {
+        let flags: &[&str] = if trusted {
+            &["--trust-forwarded-for"]
+        } else {
+            &[]
+        };
+        let mut adapter = Spawn::http("echo").args(flags).start();
+        adapter.wait_ready().await;
+        let builder = request("GET", &adapter.http_url("/echo"))
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9");
+        let reply = call(builder, "").await;
+        assert_eq!(reply.status, 200, "{}", adapter.log());
+        assert_eq!(reply.json()["source_ip"], expected, "trusted: {trusted}");
+    }
+}

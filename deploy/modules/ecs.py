@@ -49,6 +49,8 @@ def api_environment(args: TaskServiceArgs, queue_url: str, region: str, log_grou
         "AWS_REGION": region,
         "RUST_LOG": args.log_level,
         "ADAPTER_LISTEN": f"0.0.0.0:{API_PORT}",
+        # Behind the ALB, which appends the client's address; without it nobody vouches for it.
+        **({"ADAPTER_TRUST_FORWARDED_FOR": "true"} if args.enable_load_balancer else {}),
         "ADAPTER_TIMEOUT": str(args.api_timeout),
         "ADAPTER_MAX_CONCURRENCY": str(args.api_max_concurrency),
         "ADAPTER_PER_PROCESS_CONCURRENCY": str(args.api_per_process_concurrency),

@@ -86,6 +86,7 @@ def test_api_task_definition(ecs):
     e = env(c)
     assert e["QUEUE_URL"] == f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/tasks"
     assert e["ADAPTER_LISTEN"] == "0.0.0.0:8080"
+    assert e["ADAPTER_TRUST_FORWARDED_FOR"] == "true", "behind the ALB, X-Forwarded-For is the ALB's"
     assert e["ADAPTER_TIMEOUT"] == "10"
     # 64 invocations in 4 processes, not 64 processes in 512 MiB.
     assert (e["ADAPTER_MAX_CONCURRENCY"], e["ADAPTER_PER_PROCESS_CONCURRENCY"]) == ("64", "16")
@@ -128,7 +129,8 @@ def test_every_adapter_variable_is_a_flag_the_adapter_knows(ecs):
              "ADAPTER_PER_PROCESS_CONCURRENCY", "ADAPTER_TIMEOUT", "ADAPTER_INIT_TIMEOUT", "ADAPTER_ADMIN_LISTEN",
              "ADAPTER_INVOKE_LISTEN", "ADAPTER_SHUTDOWN_GRACE", "ADAPTER_QUEUE_URL", "ADAPTER_BATCH_SIZE",
              "ADAPTER_BATCHING_WINDOW", "ADAPTER_REPORT_BATCH_ITEM_FAILURES", "ADAPTER_VISIBILITY_EXTENSION_MARGIN",
-             "ADAPTER_POLLERS"}
+             "ADAPTER_POLLERS", "ADAPTER_TRUST_FORWARDED_FOR", "ADAPTER_PLATFORM_LOGS",
+             "ADAPTER_STOP_ON_STDIN_EOF"}
     for task in ("svc-api", "svc-worker"):
         used = {k for k in env(ecs.container(task)) if k.startswith("ADAPTER_")}
         assert used <= known, used - known
@@ -190,6 +192,7 @@ def test_without_load_balancer_there_is_no_alb():
     assert not {t for t in d.types() if t.startswith("aws:lb/")}
     assert "loadBalancers" not in d.one(SERVICE, "svc-api").inputs
     assert d.outputs["api_url"] == ""
+    assert "ADAPTER_TRUST_FORWARDED_FOR" not in env(d.container("svc-api")), "no proxy to trust"
 
 
 def test_worker_scales_on_queue_depth(ecs):

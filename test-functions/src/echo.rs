@@ -1,8 +1,8 @@
 //! The `echo` handler: a `lambda_http` function that describes the request it got, for the adapter's round-trip
 //! tests.
 //!
-//! By default it answers 200 with JSON: method, path, raw query, parsed query, headers, cookies and
-//! the body (as text when it is UTF-8, with its length either way). Request headers steer the reply:
+//! By default it answers 200 with JSON: method, path, raw query, parsed query, headers, cookies,
+//! `sourceIp` and the body (as text when it is UTF-8, with its length either way). Request headers steer the reply:
 //! - `x-echo-status: 418` sets the status;
 //! - `x-echo-header: name=value` adds a response header;
 //! - `x-echo-set-cookie: a=b` adds a `Set-Cookie`;
@@ -84,10 +84,21 @@ pub async fn echo(request: Request) -> Result<Response<Body>, Error> {
         "body_length": body_bytes.len(),
         "binary": matches!(request.body(), Body::Binary(_)),
         "request_id": request.lambda_context().request_id,
+        "source_ip": source_ip(&request),
     });
     Ok(response
         .header("content-type", "application/json")
         .body(Body::Text(Value::to_string(&description)))?)
+}
+
+/// `requestContext.http.sourceIp` of a function URL / HTTP API event.
+fn source_ip(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => {
+            context.http.source_ip.clone()
+        }
+        _ => None,
+    }
 }
 
 fn header_list<'a>(request: &'a Request, name: &str) -> Vec<&'a str> {

@@ -30,6 +30,8 @@ pub struct HttpSourceConfig {
     pub account_id: String,
     /// `requestContext.apiId`.
     pub api_id: String,
+    /// Whether `sourceIp` comes from `X-Forwarded-For` (behind a trusted proxy) or the peer.
+    pub trust_forwarded_for: bool,
 }
 
 struct HttpSource<S> {
@@ -101,7 +103,11 @@ where
     };
     let meta = RequestMeta {
         request_id: request_id.to_owned(),
-        source_ip: client_ip(&parts.headers, peer.ip()),
+        source_ip: if source.config.trust_forwarded_for {
+            client_ip(&parts.headers, peer.ip())
+        } else {
+            peer.ip()
+        },
         received: chrono::Utc::now(),
         account_id: source.config.account_id.clone(),
         api_id: source.config.api_id.clone(),
