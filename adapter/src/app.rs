@@ -273,6 +273,11 @@ async fn serve_until_shutdown(
             memory_size: config.memory_size,
         }))
         .service(host.invoker());
+    if let Some(addr) = service.invoke_listen
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(%addr, "the Invoke API checks no credentials: anyone who reaches it can invoke the function");
+    }
     let invoke_api = invoke_listener.map(|listener| {
         tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Invoke API listening");
         tokio::spawn(invoke_api::serve(
@@ -282,6 +287,7 @@ async fn serve_until_shutdown(
                 function_name: config.function_name.clone(),
                 function_arn: config.function_arn(),
                 timeout,
+                max_queued_events: service.max_queued_events as usize,
             },
             background.clone(),
             shutdown.clone(),

@@ -124,6 +124,10 @@ pub struct ServiceArgs {
     /// unless given.
     #[arg(long, env = "ADAPTER_INVOKE_LISTEN")]
     pub invoke_listen: Option<SocketAddr>,
+    /// Asynchronous (`Event`) invocations the Invoke API holds at most; more get 429.
+    #[arg(long, env = "ADAPTER_MAX_QUEUED_EVENTS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_queued_events: u32,
     /// Seconds to let work in flight finish after SIGTERM (ECS waits 30 s before SIGKILL).
     #[arg(long, env = "ADAPTER_SHUTDOWN_GRACE", default_value_t = 25)]
     pub shutdown_grace: u32,

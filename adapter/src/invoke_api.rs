@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
@@ -23,6 +24,9 @@ use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
 /// Lambda's limit on a synchronous request payload.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Lambda's limit on an asynchronous (`Event`) payload: 1 MB since AWS raised it from 256 KB.
+const MAX_EVENT_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 /// Settings of the Invoke API.
 #[derive(Debug, Clone)]
@@ -33,12 +37,16 @@ pub struct InvokeApiConfig {
     pub function_arn: String,
     /// The function timeout given to each invocation.
     pub timeout: Duration,
+    /// `Event` invocations accepted and not yet finished, at most; more get 429. Each holds its
+    /// payload (up to 1 MB) in memory until it runs, so this bounds the memory they take.
+    pub max_queued_events: usize,
 }
 
 struct InvokeApi<S> {
     invoker: S,
     config: InvokeApiConfig,
     background: TaskTracker,
+    queued_events: Arc<Semaphore>,
 }
 
 /// Serves the Invoke API until `shutdown` fires. `background` tracks `Event` (asynchronous)
@@ -55,6 +63,7 @@ where
 {
     let api = Arc::new(InvokeApi {
         invoker,
+        queued_events: Arc::new(Semaphore::new(config.max_queued_events)),
         config,
         background,
     });
@@ -131,9 +140,25 @@ where
     let request_id = invocation.request_id.clone();
     let mut response = match invocation_type {
         "RequestResponse" => request_response(&api.invoker, invocation).await,
+        "Event" if invocation.payload.len() > MAX_EVENT_PAYLOAD_BYTES => aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            "Request must be smaller than 1048576 bytes for an asynchronous (Event) invocation",
+        ),
         "Event" => {
+            let Ok(permit) = api.queued_events.clone().try_acquire_owned() else {
+                return aws_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    &format!(
+                        "Rate Exceeded: {} asynchronous invocations are already waiting or running",
+                        api.config.max_queued_events
+                    ),
+                );
+            };
             let invoker = api.invoker.clone();
             api.background.spawn(async move {
+                let _permit = permit;
                 let request_id = invocation.request_id.clone();
                 match invoker.oneshot(invocation).await {
                     Ok(InvocationResponse::Success(_)) => {

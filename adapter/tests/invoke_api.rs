@@ -83,3 +83,43 @@ async fn invocation_types_and_errors() {
         .expect("answer");
     assert_eq!(reply.status, 400);
 }
+
+#[tokio::test]
+async fn event_invocations_are_bounded_in_size_and_number() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--max-queued-events", "2", "--timeout", "5"])
+        .start();
+    adapter.wait_ready().await;
+    let url = adapter.invoke_url("fixture");
+
+    let over = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1024 * 1024));
+    let reply = send(invoke_request(&url, "Event", &over))
+        .await
+        .expect("answer");
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        reply.header("x-amzn-errortype"),
+        Some("RequestTooLargeException")
+    );
+    // The same payload is fine synchronously (6 MB).
+    let reply = send(invoke_request(&url, "RequestResponse", &over))
+        .await
+        .expect("answer");
+    assert_eq!(reply.status, 200);
+
+    // Two hanging events fill the queue; a third is refused at once, as Lambda throttles.
+    for _ in 0..2 {
+        let reply = send(invoke_request(&url, "Event", r#"{"action":"hang"}"#))
+            .await
+            .expect("answer");
+        assert_eq!(reply.status, 202);
+    }
+    let reply = send(invoke_request(&url, "Event", "{}"))
+        .await
+        .expect("answer");
+    assert_eq!(reply.status, 429);
+    assert_eq!(
+        reply.header("x-amzn-errortype"),
+        Some("TooManyRequestsException")
+    );
+}
