@@ -161,3 +161,20 @@ async fn source_ip_comes_from_x_forwarded_for_only_when_trusted() {
         assert_eq!(reply.json()["source_ip"], expected, "trusted: {trusted}");
     }
 }
+
+#[tokio::test]
+async fn requests_wait_for_a_process_that_restarts_instead_of_failing() {
+    // One process: while it restarts after a crash, no process is up at all.
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--max-concurrency", "1", "--timeout", "20"])
+        .start();
+    adapter.wait_ready().await;
+    let url = adapter.http_url("/");
+    for _ in 0..3 {
+        let crashed = post_json(&url, &json!({"action": "exit"})).await;
+        assert_eq!(crashed.status, 502);
+        let healthy = post_json(&url, &json!({"reply": {"ok": true}})).await;
+        assert_eq!(healthy.status, 200, "{}", adapter.log());
+        assert_eq!(healthy.json(), json!({"ok": true}));
+    }
+}

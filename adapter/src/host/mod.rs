@@ -297,16 +297,35 @@ impl tower::Service<Invocation> for Invoker {
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         let shared = self.shared.clone();
         Box::pin(async move {
-            let permit = shared
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| InvokeError::ShuttingDown)?;
-            let (job, reply) = Job::new(invocation, permit, shared.metrics.clone());
-            shared.queue.submit(job);
-            // The sender only drops without a reply if the host itself is torn down.
-            reply.await.unwrap_or(Err(InvokeError::ShuttingDown))
+            let accepted = tokio::time::Instant::now();
+            loop {
+                let permit = shared
+                    .permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| InvokeError::ShuttingDown)?;
+                let (job, reply) = Job::new(invocation.clone(), permit, shared.metrics.clone());
+                shared.queue.submit(job);
+                // The sender only drops without a reply if the host itself is torn down.
+                let result = reply.await.unwrap_or(Err(InvokeError::ShuttingDown));
+                if !matches!(result, Err(InvokeError::NotReady)) {
+                    return result;
+                }
+                // No process is up: one is restarting after a crash or a timeout. No process took
+                // the invocation, so it waits for one, within its own timeout counted from when
+                // it was accepted, as Lambda's front holds an invoke while a sandbox starts;
+                // failing it at once would fail healthy requests for a neighbour's crash.
+                let mut ready = shared.queue.ready_processes();
+                let waited = tokio::time::timeout_at(
+                    accepted + invocation.timeout,
+                    ready.wait_for(|n| *n > 0),
+                )
+                .await;
+                if !matches!(waited, Ok(Ok(_))) {
+                    return result;
+                }
+            }
         })
     }
 }
