@@ -283,7 +283,7 @@ mod tests {
     use super::*;
     use crate::host::metrics::HostMetrics;
     use crate::host::process::Incarnation;
-    use crate::host::queue::{InvokeResult, Job};
+    use crate::host::queue::{Job, Reply};
     use crate::invocation::Invocation;
     use tokio::sync::{Semaphore, oneshot};
     use tower::ServiceExt as _;
@@ -314,7 +314,7 @@ mod tests {
     }
 
     impl Fixture {
-        async fn submit(&self, payload: &'static str) -> (String, oneshot::Receiver<InvokeResult>) {
+        async fn submit(&self, payload: &'static str) -> (String, oneshot::Receiver<Reply>) {
             let permit = self.permits.clone().acquire_owned().await.expect("permit");
             let invocation = Invocation::new(payload, Duration::from_secs(30));
             let id = invocation.request_id.clone();
@@ -350,9 +350,9 @@ mod tests {
     #[tokio::test]
     async fn next_response_and_error_round_trip() {
         let f = fixture();
-        // Nobody has called /next yet: the host is not ready and refuses work.
+        // Nobody has called /next yet: no process would take work, so it comes back untaken.
         let (_, refused) = f.submit("{}").await;
-        assert_eq!(refused.await.ok(), Some(Err(InvokeError::NotReady)));
+        assert!(matches!(refused.await, Ok(Reply::NotTaken(_))));
 
         // The first /next marks the process up; it long-polls until a job arrives.
         let next = tokio::spawn({
@@ -384,12 +384,12 @@ mod tests {
         let uri = format!("/2018-06-01/runtime/invocation/{id}/response");
         let ack = f.call("POST", &uri, r#""done""#).await;
         assert_eq!(ack.status(), StatusCode::ACCEPTED);
-        assert_eq!(
-            reply.await.ok(),
-            Some(Ok(InvocationResponse::Success(Bytes::from_static(
-                b"\"done\""
-            ))))
-        );
+        match reply.await {
+            Ok(Reply::Done(Ok(InvocationResponse::Success(body)))) => {
+                assert_eq!(body, Bytes::from_static(b"\"done\""));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         // A second reply for the same invocation is refused.
         assert_eq!(f.call("POST", &uri, "{}").await.status(), StatusCode::GONE);
 
@@ -406,10 +406,10 @@ mod tests {
             StatusCode::ACCEPTED
         );
         match reply.await {
-            Ok(Ok(InvocationResponse::FunctionError {
+            Ok(Reply::Done(Ok(InvocationResponse::FunctionError {
                 error_type,
                 payload,
-            })) => {
+            }))) => {
                 assert_eq!(error_type, "Boom");
                 assert_eq!(payload, Bytes::from_static(body.as_bytes()));
             }

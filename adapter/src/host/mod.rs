@@ -28,7 +28,7 @@ use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 use crate::runtime_api::{self, RuntimeApi};
 use metrics::HostMetrics;
 use process::Slot;
-use queue::{Job, WorkQueue};
+use queue::{Job, Reply, WorkQueue};
 use supervisor::FunctionCommand;
 
 /// How to run the hosted function.
@@ -298,6 +298,7 @@ impl tower::Service<Invocation> for Invoker {
         let shared = self.shared.clone();
         Box::pin(async move {
             let accepted = tokio::time::Instant::now();
+            let mut invocation = invocation;
             loop {
                 let permit = shared
                     .permits
@@ -305,13 +306,14 @@ impl tower::Service<Invocation> for Invoker {
                     .acquire_owned()
                     .await
                     .map_err(|_| InvokeError::ShuttingDown)?;
-                let (job, reply) = Job::new(invocation.clone(), permit, shared.metrics.clone());
+                let (job, reply) = Job::new(invocation, permit, shared.metrics.clone());
                 shared.queue.submit(job);
                 // The sender only drops without a reply if the host itself is torn down.
-                let result = reply.await.unwrap_or(Err(InvokeError::ShuttingDown));
-                if !matches!(result, Err(InvokeError::NotReady)) {
-                    return result;
-                }
+                invocation = match reply.await {
+                    Ok(Reply::Done(result)) => return result,
+                    Ok(Reply::NotTaken(untaken)) => untaken,
+                    Err(_) => return Err(InvokeError::ShuttingDown),
+                };
                 // No process is up: one is restarting after a crash or a timeout. No process took
                 // the invocation, so it waits for one, within its own timeout counted from when
                 // it was accepted, as Lambda's front holds an invoke while a sandbox starts;
@@ -323,6 +325,8 @@ impl tower::Service<Invocation> for Invoker {
                 )
                 .await;
                 if !matches!(waited, Ok(Ok(_))) {
+                    let result = Err(InvokeError::NotReady);
+                    shared.metrics.record(&result, accepted.elapsed());
                     return result;
                 }
             }

@@ -3,7 +3,8 @@
 //! Invocations wait here until a function process asks for work with `GET /invocation/next`. A
 //! process asks only when it has a free worker, so the queue is what spreads invocations over
 //! processes, at most K per process. The queue also knows how many processes are up: with none, an
-//! invocation would wait for nobody, so it is refused at once ([`InvokeError::NotReady`]).
+//! invocation would wait for nobody, so it goes back to its caller untouched ([`Reply::NotTaken`]),
+//! which waits for a process to come up (see `Invoker`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,10 +18,19 @@ use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 /// What an invocation resolves to.
 pub(crate) type InvokeResult = Result<InvocationResponse, InvokeError>;
 
+/// What the caller of a job hears.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The invocation ran, or failed for good.
+    Done(InvokeResult),
+    /// No process was up to take it: the invocation comes back untouched, to wait for one.
+    NotTaken(Invocation),
+}
+
 /// One invocation on its way to a function process, with the way back to its caller.
 pub(crate) struct Job {
     pub(crate) invocation: Invocation,
-    reply: oneshot::Sender<InvokeResult>,
+    reply: oneshot::Sender<Reply>,
     submitted: Instant,
     metrics: Arc<HostMetrics>,
     // Held until the job completes, so a caller that gives up waiting does not free its slot early.
@@ -34,7 +44,7 @@ impl Job {
         invocation: Invocation,
         permit: OwnedSemaphorePermit,
         metrics: Arc<HostMetrics>,
-    ) -> (Self, oneshot::Receiver<InvokeResult>) {
+    ) -> (Self, oneshot::Receiver<Reply>) {
         let (reply, receiver) = oneshot::channel();
         let in_flight = metrics.in_flight_guard();
         let job = Self {
@@ -64,8 +74,31 @@ impl Job {
         drop(_in_flight);
         drop(_permit);
         // The caller may have gone (an HTTP client that hung up): the result is only logged then.
-        if reply.send(result).is_err() {
+        if reply.send(Reply::Done(result)).is_err() {
             tracing::debug!(request_id = %invocation.request_id, "caller no longer waiting");
+        }
+    }
+
+    /// Hands the invocation back to its caller, untaken and unrecorded: no process is up.
+    fn give_back(self) {
+        let Self {
+            invocation,
+            reply,
+            _permit,
+            _in_flight,
+            ..
+        } = self;
+        drop(_in_flight);
+        drop(_permit);
+        let _ = reply.send(Reply::NotTaken(invocation));
+    }
+
+    /// Completes the job with `refusal`, or gives it back when it only waits for a process.
+    fn refuse(self, refusal: InvokeError) {
+        if refusal == InvokeError::NotReady {
+            self.give_back();
+        } else {
+            self.complete(Err(refusal));
         }
     }
 }
@@ -117,12 +150,12 @@ impl WorkQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a job; one that cannot run is completed at once with the reason.
+    /// Queues a job; one that cannot run now is refused at once (see [`Job::refuse`]).
     pub(crate) fn submit(&self, job: Job) {
         let mut state = self.lock();
         if let Some(error) = state.refusal() {
             drop(state);
-            job.complete(Err(error));
+            job.refuse(error);
             return;
         }
         state.jobs.push_back(job);
@@ -135,7 +168,7 @@ impl WorkQueue {
         let mut state = self.lock();
         if let Some(error) = state.refusal() {
             drop(state);
-            job.complete(Err(error));
+            job.refuse(error);
             return;
         }
         state.jobs.push_front(job);
@@ -165,7 +198,7 @@ impl WorkQueue {
         self.metrics.set_ready_processes(state.ready_processes);
     }
 
-    /// A process that was up went away. With none left, waiting jobs fail: nobody would take them.
+    /// A process that was up went away. With none left, waiting jobs go back to their callers.
     pub(crate) fn process_down(&self) {
         let mut state = self.lock();
         state.ready_processes = state.ready_processes.saturating_sub(1);
@@ -175,7 +208,7 @@ impl WorkQueue {
             let jobs: Vec<Job> = state.jobs.drain(..).collect();
             drop(state);
             for job in jobs {
-                job.complete(Err(InvokeError::NotReady));
+                job.give_back();
             }
         }
     }
@@ -208,10 +241,7 @@ mod tests {
         (WorkQueue::new(metrics.clone()), metrics)
     }
 
-    fn job(
-        metrics: &Arc<HostMetrics>,
-        name: &'static str,
-    ) -> (Job, oneshot::Receiver<InvokeResult>) {
+    fn job(metrics: &Arc<HostMetrics>, name: &'static str) -> (Job, oneshot::Receiver<Reply>) {
         let permit = Arc::new(Semaphore::new(1))
             .try_acquire_owned()
             .expect("permit");
@@ -236,14 +266,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn last_process_down_fails_waiting_jobs_as_not_ready() {
+    async fn last_process_down_gives_waiting_jobs_back_untaken() {
         let (queue, metrics) = queue();
         queue.process_up();
         let (a, a_reply) = job(&metrics, "a");
         queue.submit(a);
         queue.process_down();
-        assert_eq!(a_reply.await.ok(), Some(Err(InvokeError::NotReady)));
+        assert!(matches!(a_reply.await, Ok(Reply::NotTaken(i)) if i.request_id == "a"));
         assert_eq!(*queue.ready_processes().borrow(), 0);
+        // With no process up, a new job comes back at once too.
+        let (b, b_reply) = job(&metrics, "b");
+        queue.submit(b);
+        assert!(matches!(b_reply.await, Ok(Reply::NotTaken(i)) if i.request_id == "b"));
     }
 
     #[tokio::test]
@@ -253,9 +287,15 @@ mod tests {
         let (a, a_reply) = job(&metrics, "a");
         queue.submit(a);
         queue.close();
-        assert_eq!(a_reply.await.ok(), Some(Err(InvokeError::ShuttingDown)));
+        assert!(matches!(
+            a_reply.await,
+            Ok(Reply::Done(Err(InvokeError::ShuttingDown)))
+        ));
         let (b, b_reply) = job(&metrics, "b");
         queue.submit(b);
-        assert_eq!(b_reply.await.ok(), Some(Err(InvokeError::ShuttingDown)));
+        assert!(matches!(
+            b_reply.await,
+            Ok(Reply::Done(Err(InvokeError::ShuttingDown)))
+        ));
     }
 }

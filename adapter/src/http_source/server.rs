@@ -166,16 +166,32 @@ fn has_url(parts: &http::request::Parts) -> bool {
     let Some(host) = parts.headers.get(header::HOST) else {
         return true; // lambda_http then builds a relative URL, which always parses.
     };
-    let scheme = match parts.headers.get("x-forwarded-proto") {
+    let proto = parts.headers.get("x-forwarded-proto");
+    // A keep-alive connection, or an ALB, sends the same pair request after request: parse each
+    // new pair once per thread, not every request (the parse costs more than the rest of the check).
+    let known = LAST_GOOD.with_borrow(|(p, h)| p.as_ref() == proto && h.as_ref() == Some(host));
+    if known {
+        return true;
+    }
+    let scheme = match proto {
         Some(proto) => proto.to_str().ok(),
         None => Some("https"),
     };
-    match (scheme, host.to_str()) {
-        (Some(scheme), Ok(host)) => {
-            url::Url::parse(&format!("{scheme}://{host}{}", parts.uri.path())).is_ok()
-        }
+    // The path cannot break the parse (hyper only passes on a valid request target).
+    let good = match (scheme, host.to_str()) {
+        (Some(scheme), Ok(host)) => url::Url::parse(&format!("{scheme}://{host}/")).is_ok(),
         _ => false,
+    };
+    if good {
+        LAST_GOOD.set((proto.cloned(), Some(host.clone())));
     }
+    good
+}
+
+thread_local! {
+    /// The last `(X-Forwarded-Proto, Host)` this thread found good.
+    static LAST_GOOD: std::cell::RefCell<(Option<HeaderValue>, Option<HeaderValue>)> =
+        const { std::cell::RefCell::new((None, None)) };
 }
 
 /// An error the way API Gateway words it: `{"message": ...}`.
