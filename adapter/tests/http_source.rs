@@ -155,7 +155,8 @@ async fn source_ip_comes_from_x_forwarded_for_only_when_trusted() {
         let mut adapter = Spawn::http("echo").args(flags).start();
         adapter.wait_ready().await;
         let builder = request("GET", &adapter.http_url("/echo"))
-            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9");
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+            .header("x-echo-source-ip", "1");
         let reply = call(builder, "").await;
         assert_eq!(reply.status, 200, "{}", adapter.log());
         assert_eq!(reply.json()["source_ip"], expected, "trusted: {trusted}");
