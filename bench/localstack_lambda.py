@@ -88,10 +88,12 @@ def cold_localstack(client, code: bytes, count: int) -> list[float]:
     for _ in range(count):
         name = f"bench-cold-{uuid.uuid4().hex[:8]}"
         create(client, name, code)
-        start = time.perf_counter()
-        invoke(parts.hostname, parts.port, name)
-        samples.append((time.perf_counter() - start) * 1000)
-        client.delete_function(FunctionName=name)
+        try:
+            start = time.perf_counter()
+            invoke(parts.hostname, parts.port, name)
+            samples.append((time.perf_counter() - start) * 1000)
+        finally:
+            client.delete_function(FunctionName=name)
     return samples
 
 
@@ -118,7 +120,11 @@ def cold_emulate(adapter: str, code: bytes, count: int) -> list[float]:
                 samples.append((time.perf_counter() - start) * 1000)
             finally:
                 process.terminate()
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
     return samples
 
 

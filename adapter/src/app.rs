@@ -288,6 +288,7 @@ async fn serve_until_shutdown(
                 function_arn: config.function_arn(),
                 timeout,
                 max_queued_events: service.max_queued_events as usize,
+                caller_request_ids: matches!(prepared, PreparedSource::InvokeApiOnly),
             },
             background.clone(),
             shutdown.clone(),

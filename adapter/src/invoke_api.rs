@@ -40,6 +40,10 @@ pub struct InvokeApiConfig {
     /// `Event` invocations accepted and not yet finished, at most; more get 429. Each holds its
     /// payload (up to 1 MB) in memory until it runs, so this bounds the memory they take.
     pub max_queued_events: usize,
+    /// Whether a caller may choose the request id (`Lambda-Runtime-Aws-Request-Id`): only in
+    /// `emulate`, whose one caller runs one invocation at a time. Where sources share the host, a
+    /// repeated id would collide with another source's invocation.
+    pub caller_request_ids: bool,
 }
 
 struct InvokeApi<S> {
@@ -122,7 +126,12 @@ where
     } else {
         payload
     };
-    let mut invocation = match caller_request_id(&headers) {
+    let chosen = if api.config.caller_request_ids {
+        caller_request_id(&headers)
+    } else {
+        Ok(None)
+    };
+    let mut invocation = match chosen {
         Ok(Some(id)) => Invocation::with_request_id(id, payload, api.config.timeout),
         Ok(None) => Invocation::new(payload, api.config.timeout),
         Err(message) => {

@@ -76,6 +76,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         self._admin_port: int | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._invoke_lock = threading.Lock()
+        # Guards _process against stop() from LocalStack's startup timer while start() runs.
+        self._process_lock = threading.Lock()
         self._reader: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -164,15 +166,18 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         # stdin is a pipe only we hold: when LocalStack dies, even by SIGKILL, the kernel closes it
         # and the adapter stops its function and exits. Its own session keeps a Ctrl-C in
         # LocalStack's terminal from reaching it before LocalStack stops it.
-        self._process = subprocess.Popen(
-            command,
-            cwd=code_dir,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self._process_lock:
+            if self._stopped.is_set():
+                raise LambdaRuntimeException("the environment was stopped while it started")
+            self._process = subprocess.Popen(
+                command,
+                cwd=code_dir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._reader = threading.Thread(
             target=self._read_output, args=(self._process, self._output),
             name=f"lambda-process-{self.id}", daemon=True,
@@ -223,41 +228,56 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             f"the adapter exited with status {self._process.returncode}",
         )
         if "could not listen on" in reason:
+            self._close_pipes(self._process)
             raise _PortTaken()
-        error_type = "Runtime.ExitError" if "exit" in reason else "Runtime.InitError"
+        if "init error" in reason:
+            error_type = "Runtime.InitError"  # the function reported it (then exited or was killed)
+        elif "exit" in reason:
+            error_type = "Runtime.ExitError"
+        else:
+            error_type = "Runtime.InitError"
         LOG.warning("Lambda %s failed to initialise: %s", self.function_version.qualified_arn, reason)
         raise StatusErrorException(reason, payload=_error_payload(error_type, reason))
 
     def stop(self) -> None:
-        self._stopped.set()
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            process.stdin.close()
-            process.terminate()
-            process.wait(timeout=STOP_GRACE_SECONDS)
-        except (OSError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
+        with self._process_lock:
+            self._stopped.set()
+            process = self._process
         if self._connection:
             self._connection.close()
+        if process is None:
+            return
+        if process.poll() is None:
+            try:
+                process.stdin.close()
+                process.terminate()
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except (OSError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+        self._close_pipes(process)
+
+    @staticmethod
+    def _close_pipes(process: subprocess.Popen) -> None:
+        for pipe in (process.stdin, process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     # Invocations.
 
     def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        """Raises `StatusErrorException` when the environment is gone (LocalStack then answers
+        with its payload and stops the environment); anything else is the function's answer."""
         request_id = payload["invoke-id"]
         with self._invoke_lock:
             status, is_error, body = self._send(payload)
-            if status == 503 and not self._stopped.is_set():
-                # The function is re-initialising after a timeout or a crash; the invocation was
-                # refused before any process took it, so sending it again is safe.
-                self._wait_until_ready(INIT_TIMEOUT_SECONDS + 5)
-                status, is_error, body = self._send(payload)
             if status != 200:
+                # The adapter refused it before any process took it (it was shutting down).
                 is_error = True
                 body = _error_payload("Runtime.Unavailable", body.decode("utf-8", "replace"))
             logs = self._output.take(request_id, timeout=LOGS_WAIT_SECONDS)
@@ -272,26 +292,39 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             headers["X-Amzn-Trace-Id"] = trace
         path = f"/2015-03-31/functions/{self.function_version.id.function_name}/invocations"
         body = (payload.get("payload") or "").encode()
+        # The adapter answers by then: an invocation may wait up to its timeout for a process that
+        # restarts, then run for up to its timeout.
+        timeout = 2 * self.function_version.config.timeout + INIT_TIMEOUT_SECONDS + 5
         for attempt in range(2):
+            reused = self._connection is not None
             if self._connection is None:
-                # Past the function's timeout the adapter answers for it; the margin covers a
-                # re-initialisation.
-                self._connection = http.client.HTTPConnection(
-                    "127.0.0.1", self._invoke_port,
-                    timeout=self.function_version.config.timeout + INIT_TIMEOUT_SECONDS + 5,
-                )  # fmt: skip
+                self._connection = http.client.HTTPConnection("127.0.0.1", self._invoke_port, timeout=timeout)
             try:
                 self._connection.request("POST", path, body=body, headers=headers)
                 response = self._connection.getresponse()
                 data = response.read()
                 return response.status, response.getheader("X-Amz-Function-Error") is not None, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                # A kept-alive connection the adapter had closed: the request never ran. Sent
+                # again once on a new connection; anything else is not retried, so an invocation
+                # never runs twice.
+                self._drop_connection()
+                if not (reused and attempt == 0 and self._process.poll() is None):
+                    self._environment_gone(e)
             except (http.client.HTTPException, OSError) as e:
-                self._connection.close()
-                self._connection = None
-                if self._process.poll() is not None or attempt == 1:
-                    message = f"Runtime exited with error: the adapter stopped ({e})"
-                    return 200, True, _error_payload("Runtime.ExitError", message)
+                self._drop_connection()
+                self._environment_gone(e)
         raise AssertionError("unreachable")
+
+    def _drop_connection(self) -> None:
+        if self._connection:
+            self._connection.close()
+        self._connection = None
+
+    def _environment_gone(self, error: Exception) -> None:
+        message = f"Runtime exited with error: the execution environment stopped answering ({error})"
+        LOG.warning("Lambda %s: %s", self.function_version.qualified_arn, message)
+        raise StatusErrorException(message, payload=_error_payload("Runtime.ExitError", message))
 
     # What LocalStack asks about the environment.
 

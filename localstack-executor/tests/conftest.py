@@ -210,3 +210,13 @@ def ready(admin_port: int) -> bool:
         return connection.getresponse().status == 200
     except OSError:
         return False
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 30 s later: a test leaves no process behind."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

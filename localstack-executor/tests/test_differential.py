@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from conftest import (
-    REPO, aws_env, extract_bootstrap, free_port, lambda_zip, log_messages, queue_arn, ready, wait_for,
+    REPO, aws_env, extract_bootstrap, free_port, lambda_zip, log_messages, queue_arn, ready, stop_process, wait_for,
 )
 from test_task_service import depth, receive_all
 
@@ -109,8 +109,7 @@ def run_adapter(sqs, make_queue, tmp_path, bodies, good) -> Outcome:
             send(sqs, url, bodies)
             return settle(sqs, url, dlq, lambda: output.read_text().splitlines(), good)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_process(process)
 
 
 def test_adapter_sqs_and_localstacks_mapping_agree(lam, sqs, logs, make_queue, create_function, tmp_path):

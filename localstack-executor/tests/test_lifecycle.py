@@ -16,9 +16,10 @@ def test_no_process_outlives_a_killed_localstack(tmp_path, fixture_zip):
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "TASKS_STATE_DIR": str(tmp_path),
            "LAMBDA_PROCESS_ADAPTER": str(REPO / "target" / "debug" / "adapter")}
     script = str(REPO / "scripts" / "localstack")
-    subprocess.run([script, "up"], env=env, check=True, timeout=180)
-    localstack = int((tmp_path / "localstack" / "pid").read_text())
+    pid_file = tmp_path / "localstack" / "pid"
     try:
+        subprocess.run([script, "up"], env=env, check=True, timeout=180)
+        localstack = int(pid_file.read_text())
         lam = client("lambda", endpoint)
         name = unique("orphan")
         lam.create_function(FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Role=ROLE,
@@ -33,8 +34,9 @@ def test_no_process_outlives_a_killed_localstack(tmp_path, fixture_zip):
         wait_for(lambda: not alive(function) and not alive(adapter), 30,
                  "the function and its adapter to exit after LocalStack's SIGKILL")
     finally:
-        try:
-            os.killpg(localstack, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         subprocess.run([script, "down"], env=env, check=False, timeout=60)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import (
-    ENDPOINT, REGION, REPO, aws_env, extract_bootstrap, free_port, invoke, lambda_zip, log_messages, queue_arn, ready, wait_for,
+    ENDPOINT, REGION, REPO, aws_env, extract_bootstrap, free_port, invoke, lambda_zip, log_messages, queue_arn, ready, stop_process, wait_for,
 )
 
 EVENTS = REPO / "functions"
@@ -131,8 +131,7 @@ def adapter_http(enqueue, tmp_path):
         wait_for(lambda: ready(admin), 30, "adapter http to be ready")
         yield Http(f"http://127.0.0.1:{listen}")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process)
 
 
 def test_function_url_accepts_a_task_and_rejects_bad_bodies_as_the_adapter_does(

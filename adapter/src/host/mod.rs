@@ -132,6 +132,8 @@ struct Shared {
     queue: Arc<WorkQueue>,
     permits: Arc<Semaphore>,
     metrics: Arc<HostMetrics>,
+    /// Fired when the host shuts down: ends waits for a restarting process.
+    closing: CancellationToken,
 }
 
 /// The running pool of function processes.
@@ -153,6 +155,7 @@ impl FunctionHost {
             queue: queue.clone(),
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             metrics: metrics.clone(),
+            closing: CancellationToken::new(),
         });
         let command = Arc::new(FunctionCommand {
             program: config.program.clone(),
@@ -265,6 +268,7 @@ impl FunctionHost {
     /// SIGKILL for any still there two seconds later.
     pub async fn shutdown(mut self) {
         self.shared.permits.close();
+        self.shared.closing.cancel();
         self.shared.queue.close();
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
@@ -319,12 +323,18 @@ impl tower::Service<Invocation> for Invoker {
                 // it was accepted, as Lambda's front holds an invoke while a sandbox starts;
                 // failing it at once would fail healthy requests for a neighbour's crash.
                 let mut ready = shared.queue.ready_processes();
-                let waited = tokio::time::timeout_at(
-                    accepted + invocation.timeout,
-                    ready.wait_for(|n| *n > 0),
-                )
-                .await;
-                if !matches!(waited, Ok(Ok(_))) {
+                let waited = tokio::select! {
+                    waited = tokio::time::timeout_at(
+                        accepted + invocation.timeout,
+                        ready.wait_for(|n| *n > 0),
+                    ) => matches!(waited, Ok(Ok(_))),
+                    () = shared.closing.cancelled() => {
+                        let result = Err(InvokeError::ShuttingDown);
+                        shared.metrics.record(&result, accepted.elapsed());
+                        return result;
+                    }
+                };
+                if !waited {
                     let result = Err(InvokeError::NotReady);
                     shared.metrics.record(&result, accepted.elapsed());
                     return result;

@@ -158,34 +158,43 @@ where
 }
 
 /// Whether the request's URL can be built the way `lambda_http` builds it from the event
-/// (`{X-Forwarded-Proto or https}://{Host}{path}`). It unwraps that parse, so a Host no URL can
-/// hold (`x.1` reads as a broken IPv4 address) would panic every `lambda_http` function. Lambda's
-/// fronts never pass such a Host on; behind an ALB, or reached directly, a client can send one, so
-/// the adapter answers 400 instead, before the function sees it.
+/// (`{X-Forwarded-Proto or https}://{Host, else requestContext.domainName}{path}`). It unwraps
+/// that parse, so a Host no URL can hold (`x.1` reads as a broken IPv4 address) would panic every
+/// `lambda_http` function. Lambda's fronts never pass such a Host on; behind an ALB, or reached
+/// directly, a client can send one, so the adapter answers 400 instead, before the function sees it.
 fn has_url(parts: &http::request::Parts) -> bool {
-    let Some(host) = parts.headers.get(header::HOST) else {
-        return true; // lambda_http then builds a relative URL, which always parses.
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let mut protos = parts.headers.get_all("x-forwarded-proto").iter();
+    let (host, proto) = (hosts.next(), protos.next());
+    // Repeated, the event carries them joined with commas: never part of a URL.
+    if hosts.next().is_some() || protos.next().is_some() {
+        return false;
+    }
+    let Some(host) = host else {
+        // The event's domainName then: the request target's host, else `localhost`.
+        return url_parses(proto, parts.uri.host().unwrap_or("localhost"));
     };
-    let proto = parts.headers.get("x-forwarded-proto");
     // A keep-alive connection, or an ALB, sends the same pair request after request: parse each
     // new pair once per thread, not every request (the parse costs more than the rest of the check).
     let known = LAST_GOOD.with_borrow(|(p, h)| p.as_ref() == proto && h.as_ref() == Some(host));
     if known {
         return true;
     }
-    let scheme = match proto {
-        Some(proto) => proto.to_str().ok(),
-        None => Some("https"),
-    };
-    // The path cannot break the parse (hyper only passes on a valid request target).
-    let good = match (scheme, host.to_str()) {
-        (Some(scheme), Ok(host)) => url::Url::parse(&format!("{scheme}://{host}/")).is_ok(),
-        _ => false,
-    };
+    let good = host.to_str().is_ok_and(|h| url_parses(proto, h));
     if good {
         LAST_GOOD.set((proto.cloned(), Some(host.clone())));
     }
     good
+}
+
+/// Whether `{proto or https}://{host}/` parses. The path cannot break the parse: hyper only passes
+/// on a valid request target.
+fn url_parses(proto: Option<&HeaderValue>, host: &str) -> bool {
+    let scheme = match proto {
+        Some(proto) => proto.to_str().ok(),
+        None => Some("https"),
+    };
+    scheme.is_some_and(|scheme| url::Url::parse(&format!("{scheme}://{host}/")).is_ok())
 }
 
 thread_local! {
@@ -221,6 +230,25 @@ mod tests {
             builder = builder.header("x-forwarded-proto", proto);
         }
         builder.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn repeated_hosts_or_protocols_are_refused() {
+        let twice = |name: &str, a: &str, b: &str| {
+            let request = http::Request::builder()
+                .uri("/tasks")
+                .header("host", "api.example.com")
+                .header(name, a)
+                .header(name, b);
+            has_url(&request.body(()).expect("request").into_parts().0)
+        };
+        assert!(!twice("host", "a.example.com", "b.example.com"));
+        assert!(!twice("x-forwarded-proto", "https", "http"));
+        // No Host: the request target's host stands in, as in the event's domainName.
+        let absolute = http::Request::builder().uri("http://x.1/tasks");
+        assert!(!has_url(
+            &absolute.body(()).expect("request").into_parts().0
+        ));
     }
 
     #[test]
