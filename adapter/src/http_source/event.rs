@@ -39,13 +39,7 @@ pub fn to_event(
     let raw_query = parts.uri.query().unwrap_or_default().to_owned();
     let cookies = cookies_of(&parts.headers);
     let headers = joined_headers(&parts.headers);
-    let domain_name = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.host())
-        .map(|host| host.split(':').next().unwrap_or(host).to_owned())
-        .unwrap_or_else(|| "localhost".to_owned());
+    let domain_name = domain_name(parts).to_owned();
     let user_agent = parts
         .headers
         .get(USER_AGENT)
@@ -95,6 +89,18 @@ pub fn to_event(
     event.body = body;
     event.is_base64_encoded = is_base64_encoded;
     event
+}
+
+/// `requestContext.domainName`: the Host header without its port, else the request target's
+/// host, else `localhost`.
+pub fn domain_name(parts: &http::request::Parts) -> &str {
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.host())
+        .map(|host| host.split(':').next().unwrap_or(host))
+        .unwrap_or("localhost")
 }
 
 /// The client's address for `sourceIp`. Behind a load balancer the peer is the balancer, which

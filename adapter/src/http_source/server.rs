@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::event::{RequestMeta, client_ip, to_event};
+use super::event::{RequestMeta, client_ip, domain_name, to_event};
 use super::response::to_http_response;
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
@@ -171,8 +171,8 @@ fn has_url(parts: &http::request::Parts) -> bool {
         return false;
     }
     let Some(host) = host else {
-        // The event's domainName then: the request target's host, else `localhost`.
-        return url_parses(proto, parts.uri.host().unwrap_or("localhost"));
+        // lambda_http then takes the event's domainName.
+        return url_parses(proto, domain_name(parts));
     };
     // A keep-alive connection, or an ALB, sends the same pair request after request: parse each
     // new pair once per thread, not every request (the parse costs more than the rest of the check).
