@@ -64,6 +64,7 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
     if incarnation.mark_initialised(|| api.queue.process_up()) {
         tracing::info!(process = api.slot.index, "function process initialised");
     }
+    incarnation.asked_next();
     let job = tokio::select! {
         job = api.queue.next() => job,
         () = incarnation.retired().cancelled() => {
@@ -190,7 +191,7 @@ fn complete(api: &RuntimeApi, request_id: &str, result: InvocationResponse) -> R
     let job = api
         .slot
         .current()
-        .and_then(|incarnation| incarnation.finish(request_id));
+        .and_then(|incarnation| incarnation.replied(request_id));
     match job {
         Some(job) => {
             job.complete(Ok(result));
@@ -206,7 +207,7 @@ fn complete(api: &RuntimeApi, request_id: &str, result: InvocationResponse) -> R
 }
 
 fn fail_invocation(api: &RuntimeApi, request_id: &str, error_type: &str, message: &str) {
-    if let Some(job) = api.slot.current().and_then(|i| i.finish(request_id)) {
+    if let Some(job) = api.slot.current().and_then(|i| i.replied(request_id)) {
         job.complete(Ok(InvocationResponse::FunctionError {
             error_type: error_type.to_owned(),
             payload: error_payload(error_type, message),

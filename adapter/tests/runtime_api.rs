@@ -136,6 +136,37 @@ async fn timeout_fails_the_invocation_and_replaces_the_process() {
 }
 
 #[tokio::test]
+async fn a_process_that_stops_polling_after_replying_is_replaced() {
+    let mut adapter = Spawn::http("fixture")
+        .args(&["--max-concurrency", "1", "--timeout", "2"])
+        .start();
+    adapter.wait_ready().await;
+    let reply = adapter.invoke("fixture", &json!({"action": "wedge"})).await;
+    assert_eq!(reply.json(), json!({"wedged": true}));
+
+    // The only process never asks for work again. The next invocation is served once the adapter
+    // has noticed (within the invocation's 2 s deadline) and replaced it; before, it waited for
+    // ever, with /readyz still green.
+    let next = tokio::time::timeout(WAIT, adapter.invoke("fixture", &json!({})))
+        .await
+        .expect("an invocation behind a wedged process must not wait for ever");
+    let next = if next.status == 200 && next.header("x-amz-function-error").is_none() {
+        next.json()
+    } else {
+        invoke_until_success(&adapter, &json!({})).await
+    };
+    assert!(next["pid"].is_u64(), "{next}");
+    common::wait_log(&adapter, "did not ask for its next invocation").await;
+    let metrics = adapter.metrics().await;
+    assert!(
+        metrics
+            .get("adapter_function_restarts_total")
+            .is_some_and(|n| *n >= 1.0),
+        "{metrics:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_timeout_also_fails_the_other_invocations_of_the_killed_process() {
     let mut adapter = Spawn::http("fixture")
         .args(&[

@@ -302,18 +302,45 @@ impl tower::Service<Invocation> for Invoker {
         let shared = self.shared.clone();
         Box::pin(async move {
             let accepted = tokio::time::Instant::now();
+            // Every invocation is bounded from the moment it is accepted: waiting for a slot, in
+            // the queue and for a restarting process all count against its timeout, so no caller
+            // waits for ever on processes that never take work. Once a process has taken it, the
+            // process's own timer bounds the run.
+            let deadline = accepted + invocation.timeout;
+            let not_ready = |shared: &Shared| {
+                let result = Err(InvokeError::NotReady);
+                shared.metrics.record(&result, accepted.elapsed());
+                result
+            };
             let mut invocation = invocation;
             loop {
-                let permit = shared
-                    .permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| InvokeError::ShuttingDown)?;
+                let permit = tokio::select! {
+                    permit = shared.permits.clone().acquire_owned() => {
+                        permit.map_err(|_| InvokeError::ShuttingDown)?
+                    }
+                    () = tokio::time::sleep_until(deadline) => return not_ready(&shared),
+                };
                 let (job, reply) = Job::new(invocation, permit, shared.metrics.clone());
+                let id = WorkQueue::id_of(&job);
                 shared.queue.submit(job);
+                tokio::pin!(reply);
+                let reply = tokio::select! {
+                    reply = &mut reply => reply,
+                    () = tokio::time::sleep_until(deadline) => {
+                        // Still queued: no process took it in time. Taken: its run is bounded
+                        // by the process's timer, and the caller hears how it ends.
+                        if let Some(job) = shared.queue.withdraw(id) {
+                            tracing::warn!(
+                                request_id = %job.invocation.request_id,
+                                "no function process took the invocation within its timeout"
+                            );
+                            job.complete(Err(InvokeError::NotReady));
+                        }
+                        reply.await
+                    }
+                };
                 // The sender only drops without a reply if the host itself is torn down.
-                invocation = match reply.await {
+                invocation = match reply {
                     Ok(Reply::Done(result)) => return result,
                     Ok(Reply::NotTaken(untaken)) => untaken,
                     Err(_) => return Err(InvokeError::ShuttingDown),
@@ -324,10 +351,9 @@ impl tower::Service<Invocation> for Invoker {
                 // failing it at once would fail healthy requests for a neighbour's crash.
                 let mut ready = shared.queue.ready_processes();
                 let waited = tokio::select! {
-                    waited = tokio::time::timeout_at(
-                        accepted + invocation.timeout,
-                        ready.wait_for(|n| *n > 0),
-                    ) => matches!(waited, Ok(Ok(_))),
+                    waited = tokio::time::timeout_at(deadline, ready.wait_for(|n| *n > 0)) => {
+                        matches!(waited, Ok(Ok(_)))
+                    }
                     () = shared.closing.cancelled() => {
                         let result = Err(InvokeError::ShuttingDown);
                         shared.metrics.record(&result, accepted.elapsed());
@@ -335,9 +361,7 @@ impl tower::Service<Invocation> for Invoker {
                     }
                 };
                 if !waited {
-                    let result = Err(InvokeError::NotReady);
-                    shared.metrics.record(&result, accepted.elapsed());
-                    return result;
+                    return not_ready(&shared);
                 }
             }
         })
@@ -361,6 +385,31 @@ mod tests {
             per_process_concurrency: per_process,
             init_timeout: Duration::from_secs(1),
         }
+    }
+
+    #[tokio::test]
+    async fn an_invocation_no_process_takes_fails_at_its_timeout_and_leaves_the_queue() {
+        let metrics = Arc::new(HostMetrics::new(&mut Registry::default()));
+        let queue = Arc::new(WorkQueue::new(metrics.clone()));
+        // A process counts as up but never asks for work (wedged).
+        queue.process_up();
+        let mut invoker = Invoker {
+            shared: Arc::new(Shared {
+                queue: queue.clone(),
+                permits: Arc::new(Semaphore::new(1)),
+                metrics,
+                closing: CancellationToken::new(),
+            }),
+        };
+        let invocation = Invocation::new("{}", Duration::from_millis(200));
+        let result = tower::Service::call(&mut invoker, invocation).await;
+        assert_eq!(result, Err(InvokeError::NotReady));
+        // Withdrawn: a process asking now finds nothing, and the slot is free again.
+        let next = tokio::time::timeout(Duration::from_millis(100), queue.next()).await;
+        assert!(next.is_err(), "the queue still held the invocation");
+        let again = Invocation::new("{}", Duration::from_millis(100));
+        let again = tower::Service::call(&mut invoker, again).await;
+        assert_eq!(again, Err(InvokeError::NotReady));
     }
 
     #[test]

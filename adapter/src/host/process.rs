@@ -1,9 +1,12 @@
 //! One function process as the host sees it: its slot (a stable Runtime API address that outlives
 //! restarts) and its incarnation (one run of the binary, with the invocations it holds).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,16 +76,25 @@ pub(crate) enum KillReason {
     Timeout,
     /// The process posted `/runtime/init/error`.
     InitError,
+    /// The process replied but did not ask for its next invocation in time.
+    Hung,
 }
+
+/// The least time a process has to call `/next` again after a reply, however close the reply came
+/// to the invocation's deadline.
+const NEXT_GRACE: Duration = Duration::from_secs(1);
 
 struct Running {
     job: Job,
     timer: AbortHandle,
+    deadline: Instant,
 }
 
 #[derive(Default)]
 struct State {
     running: HashMap<String, Running>,
+    /// One timer per reply whose worker has not asked for work again yet, oldest first.
+    owed_next: VecDeque<AbortHandle>,
     initialised: bool,
     retired: bool,
     kill_reason: Option<KillReason>,
@@ -167,6 +179,7 @@ impl Incarnation {
         }
         let request_id = job.invocation.request_id.clone();
         let timeout = job.invocation.timeout;
+        let deadline = Instant::now() + timeout;
         let incarnation: Weak<Self> = Arc::downgrade(self);
         let timer_id = request_id.clone();
         let timer = tokio::spawn(async move {
@@ -189,15 +202,59 @@ impl Incarnation {
             }
         })
         .abort_handle();
-        state.running.insert(request_id, Running { job, timer });
+        state.running.insert(
+            request_id,
+            Running {
+                job,
+                timer,
+                deadline,
+            },
+        );
         Ok(())
     }
 
-    /// Removes a running job (its reply has come) and disarms its timeout.
+    /// Removes a running job and disarms its timeout.
     pub(crate) fn finish(&self, request_id: &str) -> Option<Job> {
         let running = lock(&self.state).running.remove(request_id)?;
         running.timer.abort();
         Some(running.job)
+    }
+
+    /// Removes a job the process has replied to, and expects the worker that ran it to ask for
+    /// work again by the invocation's deadline (at least [`NEXT_GRACE`] from now), as Lambda
+    /// counts an invocation until the runtime's next `/next`. A process that does not is hung
+    /// (its reply went out, so no caller notices): it is replaced, and until then readiness
+    /// counts it as up.
+    pub(crate) fn replied(self: &Arc<Self>, request_id: &str) -> Option<Job> {
+        let mut state = lock(&self.state);
+        let running = state.running.remove(request_id)?;
+        running.timer.abort();
+        let bound = running
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(NEXT_GRACE);
+        let incarnation: Weak<Self> = Arc::downgrade(self);
+        let watchdog = tokio::spawn(async move {
+            tokio::time::sleep(bound).await;
+            let Some(incarnation) = incarnation.upgrade() else {
+                return;
+            };
+            tracing::warn!(
+                waited_seconds = bound.as_secs_f64(),
+                "function process replied but did not ask for its next invocation; replacing it"
+            );
+            incarnation.request_kill(KillReason::Hung);
+        })
+        .abort_handle();
+        state.owed_next.push_back(watchdog);
+        Some(running.job)
+    }
+
+    /// Notes a call to `/next`: the oldest reply still waiting for one is settled.
+    pub(crate) fn asked_next(&self) {
+        if let Some(watchdog) = lock(&self.state).owed_next.pop_front() {
+            watchdog.abort();
+        }
     }
 
     /// The process is gone: fails what it held with `error`. If it had initialised, runs
@@ -206,6 +263,9 @@ impl Incarnation {
         let (running, initialised) = {
             let mut state = lock(&self.state);
             state.retired = true;
+            for watchdog in state.owed_next.drain(..) {
+                watchdog.abort();
+            }
             if state.initialised {
                 on_down();
             }

@@ -7,6 +7,7 @@
 //! which waits for a process to come up (see `Invoker`).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -30,6 +31,8 @@ pub(crate) enum Reply {
 /// One invocation on its way to a function process, with the way back to its caller.
 pub(crate) struct Job {
     pub(crate) invocation: Invocation,
+    /// Unique in this process, for [`WorkQueue::withdraw`] (request ids may come from callers).
+    id: u64,
     reply: oneshot::Sender<Reply>,
     submitted: Instant,
     metrics: Arc<HostMetrics>,
@@ -45,10 +48,12 @@ impl Job {
         permit: OwnedSemaphorePermit,
         metrics: Arc<HostMetrics>,
     ) -> (Self, oneshot::Receiver<Reply>) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let (reply, receiver) = oneshot::channel();
         let in_flight = metrics.in_flight_guard();
         let job = Self {
             invocation,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             reply,
             submitted: Instant::now(),
             metrics,
@@ -64,6 +69,7 @@ impl Job {
             invocation,
             reply,
             submitted,
+            id: _,
             metrics,
             _permit,
             _in_flight,
@@ -176,6 +182,18 @@ impl WorkQueue {
         self.work_available.notify_one();
     }
 
+    /// The id [`WorkQueue::withdraw`] knows `job` by.
+    pub(crate) fn id_of(job: &Job) -> u64 {
+        job.id
+    }
+
+    /// Takes back a job no process has taken yet; `None` once one has (or it is gone).
+    pub(crate) fn withdraw(&self, id: u64) -> Option<Job> {
+        let mut state = self.lock();
+        let position = state.jobs.iter().position(|job| job.id == id)?;
+        state.jobs.remove(position)
+    }
+
     /// Waits for the next job. Cancel-safe: a job is only removed when this returns it.
     pub(crate) async fn next(&self) -> Job {
         loop {
@@ -278,6 +296,23 @@ mod tests {
         let (b, b_reply) = job(&metrics, "b");
         queue.submit(b);
         assert!(matches!(b_reply.await, Ok(Reply::NotTaken(i)) if i.request_id == "b"));
+    }
+
+    #[tokio::test]
+    async fn withdraw_takes_back_only_an_untaken_job() {
+        let (queue, metrics) = queue();
+        queue.process_up();
+        let (a, _a) = job(&metrics, "a");
+        let (b, _b) = job(&metrics, "b");
+        let (a_id, b_id) = (WorkQueue::id_of(&a), WorkQueue::id_of(&b));
+        queue.submit(a);
+        queue.submit(b);
+        let taken = queue.next().await;
+        assert_eq!(taken.invocation.request_id, "a");
+        assert!(queue.withdraw(a_id).is_none(), "a process holds it");
+        let withdrawn = queue.withdraw(b_id).map(|job| job.invocation.request_id);
+        assert_eq!(withdrawn.as_deref(), Some("b"));
+        assert!(queue.withdraw(b_id).is_none());
     }
 
     #[tokio::test]

@@ -145,7 +145,7 @@ pub(crate) async fn supervise(
 
         // Lambda re-initialises at once after a timeout; a process that ran well restarts quickly;
         // one that keeps failing waits longer each time.
-        let delay = if matches!(ended, Ended::Killed(KillReason::Timeout)) {
+        let delay = if matches!(ended, Ended::Killed(KillReason::Timeout | KillReason::Hung)) {
             Duration::ZERO
         } else if was_up && started.elapsed() >= HEALTHY_RUN {
             backoff = MIN_BACKOFF;
@@ -228,6 +228,9 @@ fn describe(ended: &Ended) -> String {
         Ended::Exited(Err(error)) => format!("could not run: {error}"),
         Ended::Killed(KillReason::Timeout) => "killed after an invocation timed out".to_owned(),
         Ended::Killed(KillReason::InitError) => "killed after reporting an init error".to_owned(),
+        Ended::Killed(KillReason::Hung) => {
+            "killed: it replied but did not ask for its next invocation in time".to_owned()
+        }
         Ended::InitTimeout => "did not call /next within the init timeout; killed".to_owned(),
         Ended::Shutdown => "adapter shutting down".to_owned(),
     }

@@ -2,7 +2,8 @@
 //! Runtime API conformance tests.
 //!
 //! Event fields: `"action"` is one of `ok` (the default), `error` (the handler returns `Err`),
-//! `panic`, `exit` (`std::process::exit(3)`) and `hang` (never replies); `"sleep_ms"` sleeps first;
+//! `panic`, `exit` (`std::process::exit(3)`), `hang` (never replies) and `wedge` (replies, then
+//! never asks for another invocation: a process that stopped polling); `"sleep_ms"` sleeps first;
 //! `"reply"` is returned verbatim instead of the usual description. The description carries the
 //! process id, the request id, the deadline, start and end times (ms since the epoch) and the
 //! `AWS_LAMBDA_*` environment, so tests can tell processes and overlapping invocations apart.
@@ -54,6 +55,12 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
         "panic" => panic!("fixture panic on purpose"),
         "exit" => std::process::exit(3),
         "hang" => std::future::pending::<()>().await,
+        "wedge" => {
+            // The reply goes out by hand, and the handler never returns to the runtime's loop.
+            let path = format!("invocation/{}/response", context.request_id);
+            post_to_runtime_api(&path, &[], &json!({"wedged": true}).to_string())?;
+            std::future::pending::<()>().await
+        }
         _ => {}
     }
     if let Some(reply) = payload.get("reply") {
@@ -94,13 +101,22 @@ fn now_ms() -> u128 {
 
 /// Posts to `/runtime/init/error` by hand: `lambda_runtime` has no public call for it.
 fn report_init_error(message: &str) -> Result<(), Error> {
-    let api = std::env::var("AWS_LAMBDA_RUNTIME_API")?;
     let body = json!({"errorType": "Fixture.InitError", "errorMessage": message}).to_string();
+    let headers = [("Lambda-Runtime-Function-Error-Type", "Fixture.InitError")];
+    post_to_runtime_api("init/error", &headers, &body)
+}
+
+/// Posts `body` to `/2018-06-01/runtime/{path}` on a connection of its own.
+fn post_to_runtime_api(path: &str, headers: &[(&str, &str)], body: &str) -> Result<(), Error> {
+    let api = std::env::var("AWS_LAMBDA_RUNTIME_API")?;
     let mut stream = std::net::TcpStream::connect(&api)?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\n\
-         Lambda-Runtime-Function-Error-Type: Fixture.InitError\r\n\
+        "POST /2018-06-01/runtime/{path} HTTP/1.1\r\nHost: {api}\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
