@@ -17,11 +17,12 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, Readiness, SourceCheck};
 use crate::cli::{Cli, Command, EMULATE_INVOKE_LISTEN, HttpArgs, ServiceArgs};
 use crate::host::{FunctionHost, HostConfig, HostError, InitFailures};
+use crate::http_source::connections::{ConnectionLimits, ConnectionMetrics, GuardedListener};
 use crate::http_source::{self, HttpSourceConfig};
 use crate::invoke_api::{self, InvokeApiConfig};
 use crate::platform_log::PlatformLogLayer;
 use crate::sqs::{SqsArgs, SqsError, SqsSource};
-use crate::{healthcheck, shutdown};
+use crate::{healthcheck, open_files, shutdown};
 
 /// Time a source that enforces the grace period itself gets on top of it to release its work.
 const SOURCE_RELEASE_MARGIN: Duration = Duration::from_secs(3);
@@ -111,7 +112,7 @@ enum Source {
 }
 
 enum PreparedSource {
-    Http(TcpListener, HttpArgs),
+    Http(GuardedListener, HttpArgs),
     Sqs(SqsSource),
     InvokeApiOnly,
 }
@@ -229,7 +230,22 @@ async fn prepare(
     shutdown: &CancellationToken,
 ) -> Result<Option<PreparedSource>, AppError> {
     Ok(match source {
-        Source::Http(args) => Some(PreparedSource::Http(bind("http", args.listen).await?, args)),
+        Source::Http(args) => {
+            let listener = bind("http", args.listen).await?;
+            let metrics = ConnectionMetrics::default();
+            registry.register(
+                "adapter_http_connections_timed_out",
+                "HTTP connections closed for a slow request head or a long idle",
+                metrics.timed_out.clone(),
+            );
+            let limits = ConnectionLimits {
+                max_connections: open_files::connection_cap(args.max_connections as usize),
+                header_read_timeout: Duration::from_secs(args.header_read_timeout.into()),
+                idle_timeout: Duration::from_secs(args.idle_timeout.into()),
+            };
+            let listener = GuardedListener::new(listener, limits, metrics);
+            Some(PreparedSource::Http(listener, args))
+        }
         Source::Sqs(args) => SqsSource::connect(args, registry, shutdown)
             .await?
             .map(PreparedSource::Sqs),
@@ -312,6 +328,7 @@ async fn serve_until_shutdown(
                     account_id: config.account_id.clone(),
                     api_id: config.function_name.clone(),
                     trust_forwarded_for: args.trust_forwarded_for,
+                    body_read_timeout: Duration::from_secs(args.body_read_timeout.into()),
                 },
                 shutdown.clone(),
             );

@@ -81,6 +81,25 @@ pub struct HttpArgs {
     /// it (an ALB). Otherwise any client could name its own address; the peer's is used.
     #[arg(long, env = "ADAPTER_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Connections open at once; more wait in the listen backlog. Lowered to fit the open-file
+    /// limit, leaving room for the admin listener and the Runtime API.
+    #[arg(long, env = "ADAPTER_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a whole request head, from its first byte; then the
+    /// connection is closed.
+    #[arg(long, env = "ADAPTER_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub header_read_timeout: u32,
+    /// Seconds a client has to send a request's body, once its head has come; then 408.
+    #[arg(long, env = "ADAPTER_BODY_READ_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub body_read_timeout: u32,
+    /// Seconds a connection may wait for its next request before it is closed. Keep it above
+    /// the load balancer's idle timeout (an ALB's is 60 s), so the balancer closes first.
+    #[arg(long, env = "ADAPTER_IDLE_TIMEOUT", default_value_t = 75,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub idle_timeout: u32,
 }
 
 /// Flags shared by every source: the function host, the Invoke API, admin and shutdown.

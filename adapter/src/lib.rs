@@ -16,6 +16,7 @@ pub mod host;
 pub mod http_source;
 pub mod invocation;
 pub mod invoke_api;
+mod open_files;
 pub mod platform_log;
 pub mod runtime_api;
 pub mod shutdown;

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::connections::{GuardedListener, Peer};
 use super::event::{RequestMeta, client_ip, domain_name, to_event};
 use super::response::to_http_response;
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
@@ -32,6 +32,8 @@ pub struct HttpSourceConfig {
     pub api_id: String,
     /// Whether `sourceIp` comes from `X-Forwarded-For` (behind a trusted proxy) or the peer.
     pub trust_forwarded_for: bool,
+    /// How long a client has to send a request's body, once its head has come (then 408).
+    pub body_read_timeout: Duration,
 }
 
 struct HttpSource<S> {
@@ -42,7 +44,7 @@ struct HttpSource<S> {
 /// Serves HTTP on `listener` until `shutdown` fires, then stops accepting and returns once the
 /// requests in flight are answered.
 pub async fn serve<S>(
-    listener: TcpListener,
+    listener: GuardedListener,
     invoker: S,
     config: HttpSourceConfig,
     shutdown: CancellationToken,
@@ -54,7 +56,7 @@ where
     let router = Router::new().fallback(handle::<S>).with_state(source);
     axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<Peer>(),
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await
@@ -62,7 +64,7 @@ where
 
 async fn handle<S>(
     State(source): State<Arc<HttpSource<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     request: Request,
 ) -> Response
 where
@@ -91,7 +93,15 @@ where
         return error_response(StatusCode::BAD_REQUEST, "Bad Request");
     }
     let limit = source.config.max_body_bytes;
-    let body = match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(
+        source.config.body_read_timeout,
+        Limited::new(body, limit).collect(),
+    );
+    let Ok(collected) = collected.await else {
+        tracing::info!(%request_id, "request body not received in time");
+        return error_response(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+    };
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
