@@ -22,7 +22,7 @@ use crate::http_source::{self, HttpSourceConfig};
 use crate::invoke_api::{self, InvokeApiConfig};
 use crate::platform_log::PlatformLogLayer;
 use crate::sqs::{SqsArgs, SqsError, SqsSource};
-use crate::{healthcheck, open_files, shutdown};
+use crate::{healthcheck, open_files, output, shutdown};
 
 /// Time a source that enforces the grace period itself gets on top of it to release its work.
 const SOURCE_RELEASE_MARGIN: Duration = Duration::from_secs(3);
@@ -157,6 +157,13 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
     let config = host_config(&service);
 
     let mut registry = Registry::default();
+    let dropped_log_lines = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "adapter_log_lines_dropped",
+        "Adapter log lines dropped because standard output was not read fast enough",
+        dropped_log_lines.clone(),
+    );
+    output::report_dropped_log_lines(dropped_log_lines);
     let host = FunctionHost::start(config.clone(), &mut registry).await?;
     let prepared = match prepare(source, &mut registry, &shutdown).await {
         Ok(Some(prepared)) => prepared,

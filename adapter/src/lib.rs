@@ -17,6 +17,7 @@ pub mod http_source;
 pub mod invocation;
 pub mod invoke_api;
 mod open_files;
+pub mod output;
 pub mod platform_log;
 pub mod runtime_api;
 pub mod shutdown;

@@ -8,7 +8,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = adapter::cli::Cli::parse();
+    // The adapter's log lines go through a lossy buffer and a thread of their own: a stalled
+    // reader of standard output must never block a tokio worker (health checks would stop).
+    let (writer, _flush_at_exit) = adapter::output::adapter_log_writer();
     tracing_subscriber::fmt()
+        .with_writer(writer)
         .json()
         .with_env_filter(
             // ADAPTER_LOG first: RUST_LOG is also the function's (it inherits the environment),

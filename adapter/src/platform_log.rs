@@ -10,12 +10,12 @@
 //! to hand LocalStack each invocation's logs.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::output;
 
 /// A [`tower::Layer`] that writes the platform lines around each invocation of the inner service.
 #[derive(Debug, Clone, Copy)]
@@ -59,10 +59,11 @@ where
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         let request_id = invocation.request_id.clone();
         let memory_size = self.memory_size;
-        write_lines(&format!("START RequestId: {request_id} Version: $LATEST\n"));
-        let started = Instant::now();
+        // The host's future does nothing until polled, so START is out before the function runs.
         let reply = self.inner.call(invocation);
         Box::pin(async move {
+            write_lines(format!("START RequestId: {request_id} Version: $LATEST\n")).await;
+            let started = Instant::now();
             let result = reply.await;
             let millis = started.elapsed().as_secs_f64() * 1000.0;
             let mut lines = String::new();
@@ -76,7 +77,9 @@ where
                 ));
             }
             lines.push_str(&report(&request_id, millis, memory_size));
-            write_lines(&lines);
+            // After every line the function wrote before its reply.
+            output::barrier().await;
+            write_lines(lines).await;
             result
         })
     }
@@ -93,12 +96,9 @@ fn report(request_id: &str, millis: f64, memory_size: u32) -> String {
     )
 }
 
-/// Writes whole lines in one `write` call, so they never interleave with another writer's line.
-fn write_lines(lines: &str) {
-    let mut stdout = std::io::stdout().lock();
-    // A closed stdout must not fail the invocation: the lines are informational.
-    let _ = stdout.write_all(lines.as_bytes());
-    let _ = stdout.flush();
+/// Queues whole lines on the adapter's standard output, in order with the functions' lines.
+async fn write_lines(lines: String) {
+    output::stdout().write(lines.into()).await;
 }
 
 #[cfg(test)]

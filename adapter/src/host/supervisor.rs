@@ -16,6 +16,7 @@ use super::metrics::HostMetrics;
 use super::process::{Incarnation, KillReason, Slot};
 use super::queue::WorkQueue;
 use crate::invocation::InvokeError;
+use crate::output;
 
 /// First restart delay after a quick failure; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,13 +55,24 @@ impl FunctionCommand {
             .env("AWS_LAMBDA_RUNTIME_API", slot.runtime_api.to_string())
             .env("AWS_LAMBDA_LOG_STREAM_NAME", log_stream)
             .stdin(Stdio::null())
+            // Read by the adapter, never inherited: a stalled reader of the adapter's output
+            // must stall only the functions that write, never the adapter (see `output`).
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C in a terminal (SIGINT to the foreground group)
             // reaches the adapter alone, which drains and then stops the function, as Lambda
             // does; the function never sees a signal before its work is settled.
             .process_group(0)
             .kill_on_drop(true);
         die_with_parent(&mut command);
-        command.spawn()
+        let mut child = command.spawn()?;
+        if let Some(stdout) = child.stdout.take() {
+            output::forward(stdout.into_owned_fd()?, output::stdout())?;
+        }
+        if let Some(stderr) = child.stderr.take() {
+            output::forward(stderr.into_owned_fd()?, output::stderr())?;
+        }
+        Ok(child)
     }
 }
 

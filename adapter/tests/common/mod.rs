@@ -43,6 +43,7 @@ pub struct Spawn {
     function: &'static str,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    stall_stdout: bool,
 }
 
 impl Spawn {
@@ -53,7 +54,14 @@ impl Spawn {
             function,
             args: Vec::new(),
             env: Vec::new(),
+            stall_stdout: false,
         }
+    }
+
+    /// Makes the adapter's standard output a pipe nobody reads (a log driver that stalls).
+    pub fn stall_stdout(mut self) -> Self {
+        self.stall_stdout = true;
+        self
     }
 
     /// Adds flags.
@@ -78,6 +86,12 @@ impl Spawn {
         ));
         let log_file = std::fs::File::create(&log).expect("log file");
         let err_file = log_file.try_clone().expect("log file");
+        let (stdout, stalled): (Stdio, _) = if self.stall_stdout {
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            (writer.into(), Some(reader))
+        } else {
+            (log_file.into(), None)
+        };
         let (http, admin, invoke) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_adapter"))
             .arg(self.source)
@@ -90,7 +104,7 @@ impl Spawn {
             .envs(self.env)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(log_file)
+            .stdout(stdout)
             .stderr(err_file)
             .spawn()
             .expect("adapter starts");
@@ -100,6 +114,7 @@ impl Spawn {
             admin,
             invoke,
             log,
+            _stalled: stalled,
         }
     }
 }
@@ -114,6 +129,8 @@ pub struct Adapter {
     /// The Invoke API.
     pub invoke: SocketAddr,
     log: PathBuf,
+    /// The unread end of a stalled standard output, held open.
+    _stalled: Option<std::io::PipeReader>,
 }
 
 impl Adapter {

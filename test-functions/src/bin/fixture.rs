@@ -4,6 +4,7 @@
 //! Event fields: `"action"` is one of `ok` (the default), `error` (the handler returns `Err`),
 //! `panic`, `exit` (`std::process::exit(3)`), `hang` (never replies) and `wedge` (replies, then
 //! never asks for another invocation: a process that stopped polling); `"sleep_ms"` sleeps first;
+//! `"log_lines"` first writes that many numbered 99-byte lines to stdout (`fixture line N ...`);
 //! `"reply"` is returned verbatim instead of the usual description. The description carries the
 //! process id, the request id, the deadline, start and end times (ms since the epoch) and the
 //! `AWS_LAMBDA_*` environment, so tests can tell processes and overlapping invocations apart.
@@ -43,6 +44,14 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (event, context) = event.into_parts();
     let payload = instructions(&event);
     let started_ms = now_ms();
+    if let Some(lines) = payload.get("log_lines").and_then(Value::as_u64) {
+        // Blocking writes on purpose: a function that logs a lot waits on its pipe.
+        let mut out = std::io::stdout().lock();
+        for n in 0..lines {
+            writeln!(out, "fixture line {n:>10} {}", "x".repeat(74))?;
+        }
+        out.flush()?;
+    }
     if let Some(ms) = payload.get("sleep_ms").and_then(Value::as_u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
