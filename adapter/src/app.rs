@@ -22,7 +22,7 @@ use crate::http_source::{self, HttpSourceConfig};
 use crate::invoke_api::{self, InvokeApiConfig};
 use crate::platform_log::PlatformLogLayer;
 use crate::sqs::{SqsArgs, SqsError, SqsSource};
-use crate::{healthcheck, open_files, output, shutdown};
+use crate::{healthcheck, memory, open_files, output, shutdown};
 
 /// Time a source that enforces the grace period itself gets on top of it to release its work.
 const SOURCE_RELEASE_MARGIN: Duration = Duration::from_secs(3);
@@ -251,6 +251,7 @@ async fn prepare(
                 idle_timeout: Duration::from_secs(args.idle_timeout.into()),
             };
             let listener = GuardedListener::new(listener, limits, metrics);
+            memory::trim_after_bursts(listener.closed_connections());
             Some(PreparedSource::Http(listener, args))
         }
         Source::Sqs(args) => SqsSource::connect(args, registry, shutdown)

@@ -16,6 +16,7 @@ pub mod host;
 pub mod http_source;
 pub mod invocation;
 pub mod invoke_api;
+mod memory;
 mod open_files;
 pub mod output;
 pub mod platform_log;

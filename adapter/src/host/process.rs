@@ -80,9 +80,14 @@ pub(crate) enum KillReason {
     Hung,
 }
 
-/// The least time a process has to call `/next` again after a reply, however close the reply came
-/// to the invocation's deadline.
-const NEXT_GRACE: Duration = Duration::from_secs(1);
+/// The time a process has to call `/next` again after a reply: the rest of the invocation's
+/// deadline, but at least [`NEXT_GRACE_MIN`] and at most [`NEXT_GRACE_MAX`].
+///
+/// Lambda lets a runtime use the whole deadline; but every runtime we know calls `/next` right
+/// after its reply, invocations queued behind a wedged process wait on this bound, and a false
+/// alarm costs only a restart (the reply is already out), so the bound is short.
+const NEXT_GRACE_MIN: Duration = Duration::from_secs(1);
+const NEXT_GRACE_MAX: Duration = Duration::from_secs(2);
 
 struct Running {
     job: Job,
@@ -221,10 +226,9 @@ impl Incarnation {
     }
 
     /// Removes a job the process has replied to, and expects the worker that ran it to ask for
-    /// work again by the invocation's deadline (at least [`NEXT_GRACE`] from now), as Lambda
-    /// counts an invocation until the runtime's next `/next`. A process that does not is hung
-    /// (its reply went out, so no caller notices): it is replaced, and until then readiness
-    /// counts it as up.
+    /// work again soon (see [`NEXT_GRACE_MAX`]); Lambda too counts an invocation until the
+    /// runtime's next `/next`. A process that does not is hung (its reply went out, so no caller
+    /// notices): it is replaced, and until then readiness counts it as up.
     pub(crate) fn replied(self: &Arc<Self>, request_id: &str) -> Option<Job> {
         let mut state = lock(&self.state);
         let running = state.running.remove(request_id)?;
@@ -232,7 +236,7 @@ impl Incarnation {
         let bound = running
             .deadline
             .saturating_duration_since(Instant::now())
-            .max(NEXT_GRACE);
+            .clamp(NEXT_GRACE_MIN, NEXT_GRACE_MAX);
         let incarnation: Weak<Self> = Arc::downgrade(self);
         let watchdog = tokio::spawn(async move {
             tokio::time::sleep(bound).await;

@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub struct GuardedListener {
     limits: ConnectionLimits,
     open: Arc<Semaphore>,
     metrics: ConnectionMetrics,
+    closed: Arc<AtomicU64>,
 }
 
 impl GuardedListener {
@@ -62,7 +64,13 @@ impl GuardedListener {
             listener,
             limits,
             metrics,
+            closed: Arc::default(),
         }
+    }
+
+    /// How many of its connections have closed so far.
+    pub fn closed_connections(&self) -> Arc<AtomicU64> {
+        self.closed.clone()
     }
 }
 
@@ -79,7 +87,15 @@ impl Listener for GuardedListener {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let io = GuardedIo::new(stream, self.limits, self.metrics.clone(), permit);
+        let io = GuardedIo {
+            stream,
+            limits: self.limits,
+            phase: Phase::Idle,
+            deadline: Box::pin(tokio::time::sleep(self.limits.idle_timeout)),
+            metrics: self.metrics.clone(),
+            _permit: permit,
+            closed: self.closed.clone(),
+        };
         (io, peer)
     }
 
@@ -117,25 +133,16 @@ pub struct GuardedIo {
     deadline: Pin<Box<Sleep>>,
     metrics: ConnectionMetrics,
     _permit: Option<OwnedSemaphorePermit>,
+    closed: Arc<AtomicU64>,
+}
+
+impl Drop for GuardedIo {
+    fn drop(&mut self) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl GuardedIo {
-    fn new(
-        stream: TcpStream,
-        limits: ConnectionLimits,
-        metrics: ConnectionMetrics,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Self {
-        Self {
-            stream,
-            limits,
-            phase: Phase::Idle,
-            deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
-            metrics,
-            _permit: permit,
-        }
-    }
-
     fn enter(&mut self, phase: Phase) {
         match phase {
             Phase::Idle => self.arm(self.limits.idle_timeout),
