@@ -143,6 +143,7 @@ fn host_config(service: &ServiceArgs) -> HostConfig {
         max_concurrency: service.max_concurrency as usize,
         per_process_concurrency: service.per_process_concurrency as usize,
         init_timeout: Duration::from_secs(u64::from(service.init_timeout)),
+        runtime_api_open: service.runtime_api_open,
     }
 }
 

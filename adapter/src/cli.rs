@@ -158,6 +158,11 @@ pub struct ServiceArgs {
     /// the other end of a pipe stops the adapter by dying, even by SIGKILL.
     #[arg(long, env = "ADAPTER_STOP_ON_STDIN_EOF")]
     pub stop_on_stdin_eof: bool,
+    /// Serve the Runtime API to any local process. By default (on Linux) each connection must
+    /// come from the function process or its descendants, traced through `/proc`: turn this on
+    /// only where the adapter cannot read the function's `/proc` entries.
+    #[arg(long, env = "ADAPTER_RUNTIME_API_OPEN")]
+    pub runtime_api_open: bool,
     /// The function binary and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "FUNCTION")]
     pub function: Vec<OsString>,

@@ -26,6 +26,7 @@ pub(crate) struct HostMetrics {
     in_flight: Gauge,
     restarts: Counter,
     ready_processes: Gauge,
+    runtime_api_refused: Counter,
 }
 
 impl HostMetrics {
@@ -38,6 +39,7 @@ impl HostMetrics {
             in_flight: Gauge::default(),
             restarts: Counter::default(),
             ready_processes: Gauge::default(),
+            runtime_api_refused: Counter::default(),
         };
         let registry = registry.sub_registry_with_prefix("adapter");
         registry.register(
@@ -64,6 +66,11 @@ impl HostMetrics {
             "function_processes_ready",
             "Function processes that have called /next since they started",
             metrics.ready_processes.clone(),
+        );
+        registry.register(
+            "runtime_api_refused_connections",
+            "Connections to a Runtime API refused because they did not come from its function process",
+            metrics.runtime_api_refused.clone(),
         );
         metrics
     }
@@ -93,6 +100,11 @@ impl HostMetrics {
     /// Counts a restart of a function process.
     pub(crate) fn restarted(&self) {
         self.restarts.inc();
+    }
+
+    /// The count of refused Runtime API connections, for the listeners that refuse them.
+    pub(crate) fn runtime_api_refused(&self) -> Counter {
+        self.runtime_api_refused.clone()
     }
 
     /// Sets how many processes are ready.

@@ -6,6 +6,7 @@
 //! future, never an error.
 
 pub(crate) mod metrics;
+mod peer_check;
 pub(crate) mod process;
 pub(crate) mod queue;
 mod supervisor;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 use crate::runtime_api::{self, RuntimeApi};
 use metrics::HostMetrics;
+use peer_check::PeerCheckedListener;
 use process::Slot;
 use queue::{Job, Reply, WorkQueue};
 use supervisor::FunctionCommand;
@@ -54,6 +56,9 @@ pub struct HostConfig {
     pub per_process_concurrency: usize,
     /// How long a new process has to call `/next`.
     pub init_timeout: Duration,
+    /// Serve each Runtime API to any local process, not only to its function process and the
+    /// function's descendants (see `peer_check`).
+    pub runtime_api_open: bool,
 }
 
 impl HostConfig {
@@ -179,11 +184,17 @@ impl FunctionHost {
                 queue: queue.clone(),
                 function_arn: function_arn.clone(),
             });
-            servers.spawn(async move {
-                if let Err(error) = axum::serve(listener, router).await {
-                    tracing::error!(%error, "Runtime API server failed");
-                }
-            });
+            if config.runtime_api_open {
+                servers.spawn(serve_runtime_api(listener, router));
+            } else {
+                let listener = PeerCheckedListener::new(
+                    listener,
+                    addr,
+                    slot.clone(),
+                    metrics.runtime_api_refused(),
+                );
+                servers.spawn(serve_runtime_api(listener, router));
+            }
             tasks.spawn(supervisor::supervise(
                 slot.clone(),
                 command.clone(),
@@ -198,6 +209,7 @@ impl FunctionHost {
             processes = slots.len(),
             max_concurrency = config.max_concurrency,
             per_process_concurrency = config.per_process_concurrency,
+            runtime_api_open = config.runtime_api_open,
             "function host started"
         );
         Ok(Self {
@@ -274,6 +286,17 @@ impl FunctionHost {
         while self.tasks.join_next().await.is_some() {}
         self.servers.shutdown().await;
         tracing::info!("function host stopped");
+    }
+}
+
+/// Serves one slot's Runtime API until the host stops it.
+async fn serve_runtime_api<L>(listener: L, router: axum::Router)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(error) = axum::serve(listener, router).await {
+        tracing::error!(%error, "Runtime API server failed");
     }
 }
 
@@ -384,6 +407,7 @@ mod tests {
             max_concurrency: max,
             per_process_concurrency: per_process,
             init_timeout: Duration::from_secs(1),
+            runtime_api_open: false,
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -113,6 +114,10 @@ pub(crate) struct Incarnation {
     retired: CancellationToken,
     /// Fired to ask the supervisor to kill the process.
     kill: CancellationToken,
+    /// The process id, set as soon as the process is spawned. The incarnation is made current
+    /// before the spawn (so a fast process never finds its slot empty), hence a watch: the
+    /// Runtime API's peer check waits on it for a connection that beats the supervisor here.
+    pid: watch::Sender<Option<u32>>,
 }
 
 impl Incarnation {
@@ -122,7 +127,24 @@ impl Incarnation {
             state: Mutex::new(State::default()),
             retired: kill.child_token(),
             kill,
+            pid: watch::Sender::new(None),
         })
+    }
+
+    /// Records the id of the process just spawned for this incarnation.
+    pub(crate) fn set_pid(&self, pid: u32) {
+        self.pid.send_replace(Some(pid));
+    }
+
+    /// The process id: waits for the spawn if it is under way; `None` if this incarnation was
+    /// retired without one (the spawn failed, or the process is gone).
+    pub(crate) async fn pid(&self) -> Option<u32> {
+        let mut pid = self.pid.subscribe();
+        tokio::select! {
+            biased;
+            set = pid.wait_for(Option::is_some) => set.ok().and_then(|pid| *pid),
+            () = self.retired.cancelled() => None,
+        }
     }
 
     /// Notes a call to `/next`. The first time (the process has just initialised) runs `on_up`,

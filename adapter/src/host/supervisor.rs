@@ -122,7 +122,13 @@ pub(crate) async fn supervise(
         slot.set_current(Some(incarnation.clone()));
         let started = Instant::now();
         let ended = match command.spawn(&slot) {
-            Ok(child) => run(child, &incarnation, command.init_timeout, &stop).await,
+            Ok(child) => {
+                // Right away: the Runtime API's peer check waits for it (see `Incarnation::pid`).
+                if let Some(pid) = child.id() {
+                    incarnation.set_pid(pid);
+                }
+                run(child, &incarnation, command.init_timeout, &stop).await
+            }
             Err(error) => {
                 let failure = format!("could not start {}: {error}", command.program.display());
                 tracing::error!(process = slot.index, "{failure}");
