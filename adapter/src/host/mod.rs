@@ -10,6 +10,7 @@ mod peer_check;
 pub(crate) mod process;
 pub(crate) mod queue;
 mod supervisor;
+mod tcp_table;
 
 use std::ffi::OsString;
 use std::future::Future;

@@ -21,64 +21,111 @@
 //! connection open and polls `/next` on it, so the cost is paid at start (and once per
 //! concurrent worker), not per invocation. That cost is mostly the kernel's: producing
 //! `/proc/net/tcp` walks the whole TCP hash table, however few sockets there are (about 5 ms
-//! with the 262144 buckets of a 24 GiB host). A `sock_diag` netlink query for the exact
-//! connection would take microseconds, if the cost ever matters.
+//! with the 262144 buckets of a 24 GiB host), so checks waiting at once share one read of the
+//! table (`tcp_table`). A `sock_diag` netlink query for the exact connection would take
+//! microseconds, if the cost ever matters again.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::serve::Listener;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use super::process::Slot;
+pub(crate) use owner::client_inodes;
 
 /// At most one warning per this long: a flood of refused connections must not flood the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A Runtime API listener that hands axum only the connections of its slot's function process;
 /// every other connection is closed as soon as it is accepted, counted, and logged (rate-limited).
+///
+/// A task accepts and checks each connection in a task of its own, so the checks of many
+/// connections at once (a process with hundreds of workers, each with its own connection) run
+/// together and share reads of the TCP table; what passes comes out of [`Listener::accept`].
 pub(crate) struct PeerCheckedListener {
-    inner: TcpListener,
+    admitted: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    /// The listener's own address.
+    local: SocketAddr,
+}
+
+/// What the checks of one listener share.
+struct Checker {
     /// The listener's own address: the remote address of the client's row in `/proc/net/tcp`.
     local: SocketAddr,
     slot: Arc<Slot>,
     refused: Counter,
-    warnings: WarnLimiter,
+    warnings: Mutex<WarnLimiter>,
 }
 
 impl PeerCheckedListener {
-    /// Wraps `inner`, the Runtime API listener of `slot`; counts refusals in `refused`.
+    /// Wraps `inner`, the Runtime API listener of `slot`; counts refusals in `refused`. Starts
+    /// the accepting task, which ends when this listener is dropped.
     pub(crate) fn new(
         inner: TcpListener,
         local: SocketAddr,
         slot: Arc<Slot>,
         refused: Counter,
     ) -> Self {
-        Self {
-            inner,
+        let (admit, admitted) = mpsc::channel(64);
+        let checker = Arc::new(Checker {
             local,
             slot,
             refused,
-            warnings: WarnLimiter::default(),
-        }
+            warnings: Mutex::new(WarnLimiter::default()),
+        });
+        tokio::spawn(accept_and_check(inner, checker, admit));
+        Self { admitted, local }
     }
+}
 
+async fn accept_and_check(
+    mut inner: TcpListener,
+    checker: Arc<Checker>,
+    admit: mpsc::Sender<(TcpStream, SocketAddr)>,
+) {
+    loop {
+        // axum's own accept loop: retries, and backs off on errors such as EMFILE.
+        let (stream, peer) = tokio::select! {
+            accepted = Listener::accept(&mut inner) => accepted,
+            () = admit.closed() => return,
+        };
+        let checker = checker.clone();
+        let admit = admit.clone();
+        tokio::spawn(async move {
+            match checker.check(peer).await {
+                Ok(()) => {
+                    let _ = admit.send((stream, peer)).await;
+                }
+                Err(refusal) => checker.refuse(stream, peer, &refusal),
+            }
+        });
+    }
+}
+
+impl Checker {
     /// Whether the connection from `peer` comes from the slot's current process (or a
     /// descendant of it).
     async fn check(&self, peer: SocketAddr) -> Result<(), Refusal> {
         // Between two processes of a slot (a restart) nobody may talk to the Runtime API.
         let incarnation = self.slot.current().ok_or(Refusal::NoProcess)?;
         let pid = incarnation.pid().await.ok_or(Refusal::NoProcess)?;
-        let local = self.local;
-        // /proc reads are blocking file reads: off the runtime's worker threads.
         let started = Instant::now();
-        let owned = tokio::task::spawn_blocking(move || owner::is_from(pid, peer, local))
-            .await
-            .map_err(|error| Refusal::Unreadable(error.to_string()))?;
+        let owned = match super::tcp_table::client_inode(peer, self.local).await {
+            Ok(Some(inode)) => {
+                // /proc reads are blocking file reads: off the runtime's worker threads.
+                tokio::task::spawn_blocking(move || owner::holds(pid, inode))
+                    .await
+                    .map_err(|error| Refusal::Unreadable(error.to_string()))?
+            }
+            Ok(None) => Ok(false),
+            Err(error) => Err(error),
+        };
         tracing::debug!(
             process = self.slot.index,
             %peer,
@@ -93,6 +140,27 @@ impl PeerCheckedListener {
             Err(error) => Err(Refusal::Unreadable(error)),
         }
     }
+
+    /// Closes a refused connection before a byte of HTTP is read or written, and counts it.
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr, refusal: &Refusal) {
+        drop(stream);
+        self.refused.inc();
+        let admitted = self
+            .warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(Instant::now());
+        if let Some(suppressed) = admitted {
+            tracing::warn!(
+                process = self.slot.index,
+                %peer,
+                reason = %refusal,
+                refused_since_last_warning = suppressed,
+                "refused a Runtime API connection that is not from the function process \
+                 (--runtime-api-open turns this check off)"
+            );
+        }
+    }
 }
 
 impl Listener for PeerCheckedListener {
@@ -100,27 +168,10 @@ impl Listener for PeerCheckedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            // axum's own accept loop: retries, and backs off on errors such as EMFILE.
-            let (stream, peer) = Listener::accept(&mut self.inner).await;
-            match self.check(peer).await {
-                Ok(()) => return (stream, peer),
-                Err(refusal) => {
-                    // Closed before a byte of HTTP is read or written.
-                    drop(stream);
-                    self.refused.inc();
-                    if let Some(suppressed) = self.warnings.admit(Instant::now()) {
-                        tracing::warn!(
-                            process = self.slot.index,
-                            %peer,
-                            reason = %refusal,
-                            refused_since_last_warning = suppressed,
-                            "refused a Runtime API connection that is not from the function process \
-                             (--runtime-api-open turns this check off)"
-                        );
-                    }
-                }
-            }
+        match self.admitted.recv().await {
+            Some(admitted) => admitted,
+            // The accepting task never stops while this listener lives.
+            None => std::future::pending().await,
         }
     }
 
@@ -239,14 +290,24 @@ mod owner {
     /// (another uid, `hidepid`, a non-dumpable process): then the function itself would be
     /// refused, and the warning must say why. A descendant that cannot be read, or a process
     /// gone meanwhile, simply does not hold the socket.
+    #[cfg(test)]
     pub(super) fn is_from(
         pid: u32,
         peer: SocketAddr,
         listener: SocketAddr,
     ) -> Result<bool, String> {
-        let Some(inode) = client_inode(peer, listener)? else {
-            return Ok(false);
-        };
+        match client_inodes(&[(peer, listener)])?
+            .first()
+            .copied()
+            .flatten()
+        {
+            Some(inode) => holds(pid, inode),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether `pid` or a descendant holds the socket `inode` (see [`is_from`]).
+    pub(crate) fn holds(pid: u32, inode: u64) -> Result<bool, String> {
         let mut denied = None;
         let holds = |p: u32| match holds_socket(p, inode) {
             Ok(holds) => holds,
@@ -262,21 +323,33 @@ mod owner {
         denied.map_or(Ok(false), Err)
     }
 
-    fn client_inode(peer: SocketAddr, listener: SocketAddr) -> Result<Option<u64>, String> {
+    /// The client inode of each `(peer, listener)` connection, from one read of the TCP tables.
+    pub(crate) fn client_inodes(
+        ends: &[(SocketAddr, SocketAddr)],
+    ) -> Result<Vec<Option<u64>>, String> {
         let rows = |entries: Vec<procfs::net::TcpNetEntry>| {
             entries
                 .into_iter()
                 .map(|e| (e.local_address, e.remote_address, e.inode))
+                .collect::<Vec<_>>()
         };
-        let tcp = procfs::net::tcp().map_err(|e| format!("/proc/net/tcp: {e}"))?;
-        if let Some(inode) = super::client_inode(rows(tcp), peer, listener) {
-            return Ok(Some(inode));
+        let tcp = rows(procfs::net::tcp().map_err(|e| format!("/proc/net/tcp: {e}"))?);
+        let mut found: Vec<Option<u64>> = ends
+            .iter()
+            .map(|&(peer, listener)| super::client_inode(tcp.iter().copied(), peer, listener))
+            .collect();
+        if found.iter().all(Option::is_some) {
+            return Ok(found);
         }
         // A dual-stack (IPv6) socket connecting to 127.0.0.1; tcp6 is absent without IPv6.
-        match procfs::net::tcp6() {
-            Ok(tcp6) => Ok(super::client_inode(rows(tcp6), peer, listener)),
-            Err(_) => Ok(None),
+        if let Ok(tcp6) = procfs::net::tcp6().map(rows) {
+            for (slot, &(peer, listener)) in found.iter_mut().zip(ends) {
+                if slot.is_none() {
+                    *slot = super::client_inode(tcp6.iter().copied(), peer, listener);
+                }
+            }
         }
+        Ok(found)
     }
 
     fn holds_socket(pid: u32, inode: u64) -> Result<bool, ProcError> {
@@ -310,12 +383,14 @@ mod owner {
 mod owner {
     use std::net::SocketAddr;
 
-    pub(super) fn is_from(
-        _pid: u32,
-        _peer: SocketAddr,
-        _listener: SocketAddr,
-    ) -> Result<bool, String> {
+    pub(crate) fn holds(_pid: u32, _inode: u64) -> Result<bool, String> {
         Ok(true)
+    }
+
+    pub(crate) fn client_inodes(
+        ends: &[(SocketAddr, SocketAddr)],
+    ) -> Result<Vec<Option<u64>>, String> {
+        Ok(vec![Some(0); ends.len()])
     }
 }
 
