@@ -15,6 +15,7 @@
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -25,14 +26,14 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
 
-/// Chunks a sink holds before its senders wait (each at most [`READ_SIZE`] bytes).
+/// Chunks a sink holds before its senders wait (each at most [`READ_SIZE`] bytes, or a held line).
 const QUEUE_CHUNKS: usize = 256;
-/// Bytes read from a pipe at once.
-const READ_SIZE: usize = 64 * 1024;
+/// Bytes read from a pipe at once: small, as every function process has two such buffers.
+const READ_SIZE: usize = 8 * 1024;
 /// A line longer than this is forwarded in pieces rather than held whole.
 const MAX_HELD_LINE: usize = 256 * 1024;
-/// Adapter log lines buffered before new ones are dropped.
-const LOG_LINES_BUFFERED: usize = 16 * 1024;
+/// Adapter log lines buffered before new ones are dropped (the buffer is allocated whole).
+const LOG_LINES_BUFFERED: usize = 2048;
 
 enum Message {
     Bytes(Bytes),
@@ -43,6 +44,8 @@ enum Message {
 /// One of the adapter's own output streams, written by a thread of its own.
 pub(crate) struct Sink {
     queue: mpsc::Sender<Message>,
+    /// Bytes queued since the last flush: a flush with nothing queued needs no round trip.
+    unflushed: AtomicBool,
 }
 
 impl Sink {
@@ -66,16 +69,23 @@ impl Sink {
         if let Err(error) = spawned {
             tracing::error!(%error, "could not start an output writer thread; output is lost");
         }
-        Self { queue }
+        Self {
+            queue,
+            unflushed: AtomicBool::new(false),
+        }
     }
 
     /// Queues `bytes`, waiting while the queue is full.
     pub(crate) async fn write(&self, bytes: Bytes) {
+        self.unflushed.store(true, Ordering::Release);
         let _ = self.queue.send(Message::Bytes(bytes)).await;
     }
 
     /// Waits until everything queued so far is written.
     async fn flush(&self) {
+        if !self.unflushed.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let (done, written) = oneshot::channel();
         if self.queue.send(Message::Flush(done)).await.is_ok() {
             let _ = written.await;

@@ -91,7 +91,8 @@ impl Listener for GuardedListener {
             stream,
             limits: self.limits,
             phase: Phase::Idle,
-            deadline: Box::pin(tokio::time::sleep(self.limits.idle_timeout)),
+            due: Instant::now() + self.limits.idle_timeout,
+            timer: Box::pin(tokio::time::sleep(self.limits.idle_timeout)),
             metrics: self.metrics.clone(),
             _permit: permit,
             closed: self.closed.clone(),
@@ -130,7 +131,12 @@ pub struct GuardedIo {
     stream: TcpStream,
     limits: ConnectionLimits,
     phase: Phase,
-    deadline: Pin<Box<Sleep>>,
+    /// When the current phase's limit runs out (none in [`Phase::Request`]).
+    due: Instant,
+    /// Fires at or before `due`. Moved only when `due` comes earlier than it: a later `due` is
+    /// met when the timer fires and finds it early, so a request whose head comes in one read
+    /// (the usual case) touches no timer at all.
+    timer: Pin<Box<Sleep>>,
     metrics: ConnectionMetrics,
     _permit: Option<OwnedSemaphorePermit>,
     closed: Arc<AtomicU64>,
@@ -145,9 +151,9 @@ impl Drop for GuardedIo {
 impl GuardedIo {
     fn enter(&mut self, phase: Phase) {
         match phase {
-            Phase::Idle => self.arm(self.limits.idle_timeout),
+            Phase::Idle => self.set_due(self.limits.idle_timeout),
             Phase::Head { .. } if !matches!(self.phase, Phase::Head { .. }) => {
-                self.arm(self.limits.header_read_timeout);
+                self.set_due(self.limits.header_read_timeout);
             }
             _ => {}
         }
@@ -159,14 +165,29 @@ impl GuardedIo {
         if self.phase == Phase::Request {
             self.enter(Phase::Idle);
             // hyper may already wait on a read it polled before the response, which registered
-            // only the socket; the connection's task must also wake at the idle deadline (the
+            // only the socket; the connection's task must also wake by the idle deadline (the
             // read and the write share one task) and then reads again, meeting the deadline.
-            let _ = self.deadline.as_mut().poll(cx);
+            let _ = self.poll_due(cx);
         }
     }
 
-    fn arm(&mut self, after: Duration) {
-        self.deadline.as_mut().reset(Instant::now() + after);
+    fn set_due(&mut self, after: Duration) {
+        self.due = Instant::now() + after;
+        if self.due < self.timer.deadline() {
+            self.timer.as_mut().reset(self.due);
+        }
+    }
+
+    /// Ready once `due` has passed; otherwise the timer is armed to wake this task by then.
+    fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            if Instant::now() >= self.due {
+                return Poll::Ready(());
+            }
+            // Fired early: the deadline moved on since the timer was set.
+            self.timer.as_mut().reset(self.due);
+        }
     }
 }
 
@@ -213,7 +234,7 @@ impl AsyncRead for GuardedIo {
                 if this.phase == Phase::Request {
                     return Poll::Pending;
                 }
-                ready!(this.deadline.as_mut().poll(cx));
+                ready!(this.poll_due(cx));
                 this.metrics.timed_out.inc();
                 let what = match this.phase {
                     Phase::Idle => "idle connection",
