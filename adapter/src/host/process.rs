@@ -99,8 +99,8 @@ struct Running {
 #[derive(Default)]
 struct State {
     running: HashMap<String, Running>,
-    /// One timer per reply whose worker has not asked for work again yet, oldest first.
-    owed_next: VecDeque<AbortHandle>,
+    /// By when each worker that replied must ask for work again, oldest first.
+    owed_next: VecDeque<Instant>,
     initialised: bool,
     retired: bool,
     kill_reason: Option<KillReason>,
@@ -259,28 +259,24 @@ impl Incarnation {
             .deadline
             .saturating_duration_since(Instant::now())
             .clamp(NEXT_GRACE_MIN, NEXT_GRACE_MAX);
-        let incarnation: Weak<Self> = Arc::downgrade(self);
-        let watchdog = tokio::spawn(async move {
-            tokio::time::sleep(bound).await;
-            let Some(incarnation) = incarnation.upgrade() else {
-                return;
-            };
-            tracing::warn!(
-                waited_seconds = bound.as_secs_f64(),
-                "function process replied but did not ask for its next invocation; replacing it"
-            );
-            incarnation.request_kill(KillReason::Hung);
-        })
-        .abort_handle();
-        state.owed_next.push_back(watchdog);
+        // Checked by the supervisor's periodic look (see `overdue`): a timer per reply would cost
+        // a task spawn and a wake of the I/O driver on every invocation.
+        state.owed_next.push_back(Instant::now() + bound);
         Some(running.job)
+    }
+
+    /// Whether a worker that replied has not asked for work again by its bound: the process is
+    /// hung (see [`Incarnation::replied`]).
+    pub(crate) fn overdue(&self, now: Instant) -> bool {
+        lock(&self.state)
+            .owed_next
+            .front()
+            .is_some_and(|due| *due <= now)
     }
 
     /// Notes a call to `/next`: the oldest reply still waiting for one is settled.
     pub(crate) fn asked_next(&self) {
-        if let Some(watchdog) = lock(&self.state).owed_next.pop_front() {
-            watchdog.abort();
-        }
+        lock(&self.state).owed_next.pop_front();
     }
 
     /// The process is gone: fails what it held with `error`. If it had initialised, runs
@@ -289,9 +285,7 @@ impl Incarnation {
         let (running, initialised) = {
             let mut state = lock(&self.state);
             state.retired = true;
-            for watchdog in state.owed_next.drain(..) {
-                watchdog.abort();
-            }
+            state.owed_next.clear();
             if state.initialised {
                 on_down();
             }

@@ -24,6 +24,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A process that ran this long counts as healthy: the next failure restarts it quickly again.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
+/// How often a process is checked for a worker that replied and stopped polling.
+const HANG_CHECK: Duration = Duration::from_secs(1);
 /// How long a process has after SIGTERM before SIGKILL.
 const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
@@ -189,8 +191,20 @@ async fn run(
     let init_deadline = tokio::time::sleep(init_timeout);
     tokio::pin!(init_deadline);
     let mut waiting_for_init = true;
+    let mut hang_check = tokio::time::interval(HANG_CHECK);
+    hang_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            _ = hang_check.tick() => {
+                if incarnation.overdue(tokio::time::Instant::now()) {
+                    tracing::warn!(
+                        "function process replied but did not ask for its next invocation; \
+                         replacing it"
+                    );
+                    kill_now(&mut child).await;
+                    return Ended::Killed(KillReason::Hung);
+                }
+            }
             status = child.wait() => return Ended::Exited(status),
             () = incarnation.kill_requested().cancelled() => {
                 kill_now(&mut child).await;
