@@ -1,11 +1,15 @@
-# syntax=docker/dockerfile:1
-#
 # One image for both roles: the adapter and the two Lambda function binaries in /app.
 #
 #   docker build -t lambda-ecs-tasks .
 #   docker run -e SERVICE_ROLE=api    -e QUEUE_URL=... -p 8080:8080 lambda-ecs-tasks
 #   docker run -e SERVICE_ROLE=worker -e QUEUE_URL=... lambda-ecs-tasks
 #   docker run lambda-ecs-tasks sqs --batch-size 5 --queue-url ... -- /app/sleep   (any adapter command)
+#
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend reads this file, so a build needs no
+# registry beyond the two base images (scripts/image makes those locally when none answers).
+#
+#   docker build --build-arg PROFILE=quick-release ...   a Cargo profile other than release
+#                                                        (the container tests use it: half the build time)
 #
 # Layers: cargo-chef turns the workspace's manifests and Cargo.lock into a recipe, and the
 # dependencies are compiled from the recipe alone, so that layer is rebuilt only when a manifest
@@ -27,14 +31,15 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
+ARG PROFILE=release
 COPY --from=planner /src/recipe.json recipe.json
-# Dependencies only (every workspace member's, from the recipe's Cargo.lock), cached until a
-# manifest or the lock file changes; the final build's --locked checks the lock is current.
-RUN cargo chef cook --release --recipe-path recipe.json
+# Dependencies only (those of the three shipped binaries, from the recipe's Cargo.lock), cached
+# until a manifest or the lock file changes; the final build's --locked checks the lock is current.
+RUN cargo chef cook --profile "$PROFILE" --recipe-path recipe.json --bin adapter --bin enqueue --bin sleep
 COPY . .
-RUN cargo build --release --locked --bin adapter --bin enqueue --bin sleep \
+RUN cargo build --profile "$PROFILE" --locked --bin adapter --bin enqueue --bin sleep \
  && mkdir -p /out \
- && cp target/release/adapter target/release/enqueue target/release/sleep /out/
+ && cp "target/$PROFILE/adapter" "target/$PROFILE/enqueue" "target/$PROFILE/sleep" /out/
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # CA certificates: the AWS SDK verifies TLS against the system's roots.

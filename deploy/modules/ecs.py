@@ -22,6 +22,8 @@ ALB_PORT = 80
 API_CONTAINER = "api"
 WORKER_CONTAINER = "worker"
 # `adapter healthcheck` asks the adapter's admin listener (127.0.0.1:9090) for /readyz.
+# The image's own user (Dockerfile: USER 10001:10001), stated so the task definition shows it.
+CONTAINER_USER = "10001:10001"
 CONTAINER_HEALTH_CHECK = {
     "command": ["CMD", "/app/adapter", "healthcheck"],
     "interval": 15,
@@ -90,6 +92,7 @@ def container_definition(
         "name": name,
         "image": args.image_ref,
         "essential": True,
+        "user": CONTAINER_USER,
         "entryPoint": ["/app/adapter"],
         "command": command,
         "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],

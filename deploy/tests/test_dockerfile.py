@@ -1,6 +1,6 @@
 """Static checks of the Dockerfile and .dockerignore, parsed with BuildKit's own parser.
 
-There is no Docker engine on CI machines, so the image cannot be built here; these tests catch
+These run without Docker (deploy/container_tests build and run the image itself); they catch
 what would break a build or the image's contract: stages in the right order (dependencies cached
 before sources), every COPY source present and not ignored, the three binaries in /app, a
 non-root user, and the entry point.
@@ -14,6 +14,8 @@ import tomllib
 
 import dockerfile
 import pytest
+
+from modules.ecs import CONTAINER_USER
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -100,13 +102,21 @@ def test_dependencies_are_cooked_before_sources_are_copied(commands):
     s = stages(commands)
     assert list(s) == ["chef", "planner", "builder", "runtime"]
     builder = [(c.cmd, " ".join(c.value)) for c in s["builder"]]
-    cook = next(i for i, (cmd, v) in enumerate(builder) if cmd == "RUN" and "cargo chef cook --release" in v)
+    cook = next(i for i, (cmd, v) in enumerate(builder) if cmd == "RUN" and 'cargo chef cook --profile "$PROFILE"' in v)
     copy_all = next(i for i, (cmd, v) in enumerate(builder) if cmd == "COPY" and v == ". .")
-    build = next(i for i, (cmd, v) in enumerate(builder) if cmd == "RUN" and "cargo build --release --locked" in v)
+    build = next(i for i, (cmd, v) in enumerate(builder) if cmd == "RUN" and 'cargo build --profile "$PROFILE" --locked' in v)
     assert cook < copy_all < build
-    assert builder[0] == ("COPY", "/src/recipe.json recipe.json")
+    assert builder[0] == ("ARG", "PROFILE=release")
+    assert builder[1] == ("COPY", "/src/recipe.json recipe.json")
     for binary in ("adapter", "enqueue", "sleep"):
         assert f"--bin {binary}" in builder[build][1]
+        assert f"--bin {binary}" in builder[cook][1]
+
+
+def test_no_syntax_line_so_no_frontend_image_is_pulled():
+    # A `# syntax=` directive makes BuildKit pull a frontend image: a registry the build must not need.
+    with open(os.path.join(REPO, "Dockerfile"), encoding="utf-8") as f:
+        assert not any(re.match(r"#\s*syntax\s*=", line) for line in f)
 
 
 def test_runtime_image_is_small_non_root_and_runs_the_entrypoint(commands):
@@ -115,6 +125,8 @@ def test_runtime_image_is_small_non_root_and_runs_the_entrypoint(commands):
     assert first.value[0].startswith("debian:") and first.value[0].endswith("-slim")
     by_cmd = {c.cmd: c for c in runtime}
     assert by_cmd["USER"].value[0].split(":")[0] not in ("0", "root")
+    # The task definitions state the image's user; the two must agree.
+    assert by_cmd["USER"].value[0] == CONTAINER_USER
     assert by_cmd["ENTRYPOINT"].value == ("/app/entrypoint",)
     assert by_cmd["HEALTHCHECK"].value == ("CMD", "/app/adapter", "healthcheck")
     copies = [c for c in runtime if c.cmd == "COPY"]
