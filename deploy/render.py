@@ -2,11 +2,13 @@
 
 No Pulumi CLI, no cloud: `pulumi.runtime.set_mocks` answers every resource registration and
 provider call in-process, so the caller sees each resource's type, name and inputs. The tests use
-it as their engine (tests/conftest.py). As a command it prints the Lambda settings of
-`runtime: lambda` as JSON, so tools that create the functions elsewhere (the LocalStack tests) take
-them from the deploy and cannot drift from it:
+it as their engine (tests/conftest.py). As a command it prints, as JSON, the Lambda settings of
+`runtime: lambda` or the ECS task definitions (size and container) of `runtime: ecs`, so tools that
+create the functions or run the containers elsewhere (the LocalStack tests, deploy/containers.py)
+take them from the deploy and cannot drift from it:
 
     python deploy/render.py lambda [KEY=VALUE ...]
+    python deploy/render.py ecs [KEY=VALUE ...]
 
 KEY is a TaskServiceArgs field (snake_case); VALUE is JSON when it parses, else a string. Overrides
 are checked like stack config; a bad one exits 2 with one line naming the key.
@@ -185,12 +187,33 @@ def lambda_settings(deployment: Deployment, name: str) -> dict[str, Any]:
     })
 
 
+def ecs_settings(deployment: Deployment, name: str) -> dict[str, Any]:
+    """Per role (api, worker): the task's size and its one container definition, as ECS gets them."""
+    settings = {}
+    for role in ("api", "worker"):
+        task = deployment.one("aws:ecs/taskDefinition:TaskDefinition", f"{name}-{role}").inputs
+        settings[role] = {
+            "cpu": int(task["cpu"]),
+            "memory": int(task["memory"]),
+            "container": deployment.container(f"{name}-{role}"),
+        }
+    return _plain(settings)
+
+
+RENDERERS = {"lambda": lambda_settings, "ecs": ecs_settings}
+
+
 class UsageError(ValueError):
     """An override the command cannot use; the message is one line and names the key."""
 
 
 def lambda_args(overrides: list[str]) -> TaskServiceArgs:
     """TaskServiceArgs(runtime="lambda") with `KEY=VALUE` overrides, checked like stack config."""
+    return mode_args("lambda", overrides)
+
+
+def mode_args(runtime: str, overrides: list[str]) -> TaskServiceArgs:
+    """TaskServiceArgs(runtime=runtime) with `KEY=VALUE` overrides, checked like stack config."""
     types = {f.name: f.type for f in dataclasses.fields(TaskServiceArgs)}
     raw: dict[str, Any] = {}
     for item in overrides:
@@ -200,7 +223,7 @@ def lambda_args(overrides: list[str]) -> TaskServiceArgs:
         if name not in types:
             raise UsageError(f"{name}: unknown key; known keys: {', '.join(sorted(set(types) - set(MODE_KEYS)))}")
         if name in MODE_KEYS:
-            raise UsageError(f"{name}: set by the mode (lambda), not an override")
+            raise UsageError(f"{name}: set by the mode ({runtime}), not an override")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
@@ -210,26 +233,31 @@ def lambda_args(overrides: list[str]) -> TaskServiceArgs:
             value = text
         raw[FIELD_TO_KEY[name]] = value
     try:
-        return parse({**raw, "runtime": "lambda"})
+        return parse({**raw, "runtime": runtime})
     except ConfigError as error:
         # Problems name config keys (batchSize); say them as they were given here (batch_size).
         raise UsageError("; ".join(re.sub(r"^(\w+):", lambda m: f"{KEYS.get(m[1], m[1])}:", p)
                                    for p in error.problems)) from error
 
 
+def render(runtime: str, args: TaskServiceArgs) -> dict[str, Any]:
+    """The settings of `runtime` ("lambda" or "ecs") for `args`, as the command prints them."""
+    return RENDERERS[runtime](run(args, COMPONENT_NAME), COMPONENT_NAME)
+
+
 def main(argv: list[str]) -> int:
     """The command; exits 2 on bad usage, like argparse, so callers can tell it from a crash."""
-    if len(argv) < 1 or argv[0] != "lambda":
-        print("usage: render.py lambda [KEY=VALUE ...]", file=sys.stderr)
+    if len(argv) < 1 or argv[0] not in RENDERERS:
+        print("usage: render.py lambda|ecs [KEY=VALUE ...]", file=sys.stderr)
         return 2
     try:
-        args = lambda_args(argv[1:])
+        args = mode_args(argv[0], argv[1:])
     except UsageError as error:
         print(f"render.py: {error}", file=sys.stderr)
         return 2
     # Whatever the engine prints goes to stderr: stdout carries the JSON alone.
     with contextlib.redirect_stdout(sys.stderr):
-        settings = lambda_settings(run(args, COMPONENT_NAME), COMPONENT_NAME)
+        settings = render(argv[0], args)
     json.dump(settings, sys.stdout, indent=2)
     print()
     return 0

@@ -17,9 +17,9 @@ RENDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = TaskServiceArgs(runtime="lambda")
 
 
-def render(*overrides: str, cwd: str) -> subprocess.CompletedProcess[str]:
+def render(*overrides: str, cwd: str, mode: str = "lambda") -> subprocess.CompletedProcess[str]:
     """Runs the command as a caller would: its own process, from a folder that is not deploy/."""
-    return subprocess.run([sys.executable, RENDER, "lambda", *overrides], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, RENDER, mode, *overrides], cwd=cwd, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
@@ -99,3 +99,22 @@ def test_values_are_json_when_they_parse_else_strings():
                         "queue_name=1e3", "worker_min_count=null"])
     assert (args.subnet_ids, args.vpc_id, dict(args.tags)) == (("subnet-1",), "vpc-1", {"team": "tasks"})
     assert (args.queue_name, args.worker_min_count, args.runtime) == ("1e3", None, "lambda")
+
+
+def test_ecs_prints_each_roles_size_and_container_as_ecs_gets_them(tmp_path):
+    done = render("shutdown_grace=3", "worker_cpu=512", cwd=str(tmp_path), mode="ecs")
+    assert (done.returncode, done.stderr) == (0, "")
+    s = json.loads(done.stdout)
+    assert set(s) == {"api", "worker"}
+    assert (s["worker"]["cpu"], s["worker"]["memory"]) == (512, DEFAULTS.worker_memory)
+    api, worker = s["api"]["container"], s["worker"]["container"]
+    assert (api["command"], worker["command"]) == (["http", "--", "/app/enqueue"], ["sqs", "--", "/app/sleep"])
+    assert worker["stopTimeout"] == 3 + 5 and worker["user"] == "10001:10001"
+    assert {"name": "ADAPTER_SHUTDOWN_GRACE", "value": "3"} in worker["environment"]
+    assert api["portMappings"][0]["containerPort"] == 8080 and "portMappings" not in worker
+
+
+def test_ecs_refuses_to_change_the_runtime(tmp_path):
+    done = render("runtime=lambda", cwd=str(tmp_path), mode="ecs")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "runtime: set by the mode (ecs)" in done.stderr
