@@ -9,6 +9,21 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${TASKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lambda-ecs-tasks}"
 STATE_DIR="${TASKS_STATE_DIR:-$REPO_ROOT/target/run}"
 
+# .env (see .env.example): KEY=VALUE lines, as `docker run --env-file` reads them. A variable already
+# set in the environment wins over the file; a line that is not KEY=VALUE stops the script.
+if [ -f "$REPO_ROOT/.env" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%$'\r'}"
+    case "$line" in '' | '#'*) continue ;; esac
+    key="${line%%=*}"
+    if [ "$key" = "$line" ] || ! [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      printf 'error: %s/.env: not KEY=VALUE: %s\n' "$REPO_ROOT" "$line" >&2; exit 1
+    fi
+    [ -n "${!key+x}" ] || export "$key=${line#*=}"
+  done <"$REPO_ROOT/.env"
+  unset line key
+fi
+
 # LocalStack defaults, the same values the README, the tests and `cargo lambda watch` use.
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
