@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 
 use crate::stats::parse_line;
 
+mod container;
 mod enqueue;
 mod invoke;
 mod profile;
@@ -91,6 +92,7 @@ pub fn write_all(md: &mut String, r: &Results) -> Result<Vec<Goal>, fmt::Error> 
     memory(md, r, &mut goals)?;
     invoke::invoke(md, r)?;
     profile::profile(md, r)?;
+    container::container(md, r)?;
     Ok(goals)
 }
 
