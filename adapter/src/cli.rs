@@ -188,13 +188,14 @@ impl ServiceArgs {
 /// Flags of `adapter healthcheck`.
 #[derive(Args, Debug, Clone)]
 pub struct HealthcheckArgs {
-    /// Base URL of the adapter's admin listener.
-    #[arg(
-        long,
-        env = "ADAPTER_ADMIN_URL",
-        default_value = "http://127.0.0.1:9090"
-    )]
-    pub admin_url: String,
+    /// Base URL of the adapter's admin listener. Default: `--admin-listen`'s address.
+    #[arg(long, env = "ADAPTER_ADMIN_URL")]
+    pub admin_url: Option<String>,
+    /// The admin listener's address, as the adapter was given it: a container's health check
+    /// inherits the adapter's `ADAPTER_ADMIN_LISTEN`, so it asks that adapter, not another one on
+    /// the same host network. An unspecified address (0.0.0.0) is asked on loopback.
+    #[arg(long, env = "ADAPTER_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
     /// Seconds to wait for an answer.
     #[arg(long, env = "ADAPTER_HEALTHCHECK_TIMEOUT", default_value_t = 3)]
     pub timeout: u32,

@@ -1,6 +1,7 @@
 //! `adapter healthcheck`: asks a running adapter's `/readyz`, for container health checks (the
 //! image has no curl).
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
@@ -38,9 +39,25 @@ pub enum HealthcheckError {
     },
 }
 
+/// The base URL to ask: `--admin-url`, else the admin listener's address (loopback for an
+/// unspecified one).
+fn admin_url(args: &HealthcheckArgs) -> String {
+    if let Some(url) = &args.admin_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let mut addr = args.admin_listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// Succeeds when `/readyz` answers 200.
 pub async fn check(args: &HealthcheckArgs) -> Result<(), HealthcheckError> {
-    let url = format!("{}/readyz", args.admin_url.trim_end_matches('/'));
+    let url = format!("{}/readyz", admin_url(args));
     let uri: http::Uri = url.parse().map_err(|source| HealthcheckError::BadUrl {
         url: url.clone(),
         source,
@@ -66,5 +83,35 @@ pub async fn check(args: &HealthcheckArgs) -> Result<(), HealthcheckError> {
         Ok(())
     } else {
         Err(HealthcheckError::NotReady { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(url: Option<&str>, listen: &str) -> HealthcheckArgs {
+        HealthcheckArgs {
+            admin_url: url.map(str::to_owned),
+            admin_listen: listen.parse().expect("an address"),
+            timeout: 3,
+        }
+    }
+
+    #[test]
+    fn asks_the_admin_listener_unless_a_url_is_given() {
+        assert_eq!(
+            admin_url(&args(None, "127.0.0.1:9091")),
+            "http://127.0.0.1:9091"
+        );
+        assert_eq!(
+            admin_url(&args(None, "0.0.0.0:9092")),
+            "http://127.0.0.1:9092"
+        );
+        assert_eq!(admin_url(&args(None, "[::]:9093")), "http://[::1]:9093");
+        assert_eq!(
+            admin_url(&args(Some("http://10.0.0.5:9000/"), "127.0.0.1:9091")),
+            "http://10.0.0.5:9000"
+        );
     }
 }

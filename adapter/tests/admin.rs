@@ -54,6 +54,14 @@ async fn readiness_follows_the_function_and_metrics_count() {
     std::fs::write(&gate, b"go").expect("gate file");
     adapter.wait_ready().await;
     assert!(healthcheck(&adapter));
+    // As in a container: no URL, only the adapter's own ADAPTER_ADMIN_LISTEN, inherited.
+    let by_listen = Command::new(env!("CARGO_BIN_EXE_adapter"))
+        .arg("healthcheck")
+        .env_remove("ADAPTER_ADMIN_URL")
+        .env("ADAPTER_ADMIN_LISTEN", adapter.admin.to_string())
+        .status()
+        .expect("healthcheck runs");
+    assert!(by_listen.success());
     let _ = std::fs::remove_file(&gate);
 
     let reply = adapter.invoke("fixture", &json!({})).await;
