@@ -37,9 +37,11 @@ COPY --from=planner /src/recipe.json recipe.json
 # until a manifest or the lock file changes; the final build's --locked checks the lock is current.
 RUN cargo chef cook --profile "$PROFILE" --recipe-path recipe.json --bin adapter --bin enqueue --bin sleep
 COPY . .
+# Cargo writes the dev profile to target/debug, every other to target/<profile>.
 RUN cargo build --profile "$PROFILE" --locked --bin adapter --bin enqueue --bin sleep \
+ && dir="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")" \
  && mkdir -p /out \
- && cp "target/$PROFILE/adapter" "target/$PROFILE/enqueue" "target/$PROFILE/sleep" /out/
+ && cp "$dir/adapter" "$dir/enqueue" "$dir/sleep" /out/
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # CA certificates: the AWS SDK verifies TLS against the system's roots.

@@ -3,8 +3,8 @@ to ready (the adapter's /readyz answers 200) and to healthy (Docker's verdict fr
 definition's health check). Prints `bench ...` lines; run with the deploy venv (it reads the task
 definitions through deploy/containers.py).
 
-    python bench/containers.py size IMAGE
-    python bench/containers.py start IMAGE --queue-url URL [--runs 3]
+    python bench/container_figures.py size IMAGE
+    python bench/container_figures.py start IMAGE --queue-url URL [--runs 3]
 
 The worker's drain in a container is measured by scripts/bench itself, with `observe` around
 `docker run` (deploy/containers.py --foreground), beside the same drain as host processes.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +24,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy"))
 
-from containers import Local, docker_run_args, ecs_settings  # noqa: E402
+from containers import Local, docker_run_args, ecs_settings, free_port  # noqa: E402
 
 DOCKER = os.environ.get("DOCKER", "docker")
 
@@ -33,15 +33,19 @@ def docker(*args: str) -> str:
     return subprocess.run([DOCKER, *args], check=True, capture_output=True, text=True, timeout=120).stdout
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def runtime_base() -> str:
+    """The runtime stage's base image, as the Dockerfile names it (its ARG defaults filled in)."""
+    dockerfile = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Dockerfile")
+    with open(dockerfile, encoding="utf-8") as f:
+        text = f.read()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    (base,) = re.findall(r"^FROM (\S+) AS runtime$", text, re.M)
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], base)
 
 
 def size(image: str) -> None:
     inspect = json.loads(docker("image", "inspect", image))[0]
-    base = int(docker("image", "inspect", "--format", "{{.Size}}", "debian:bookworm-slim") or 0)
+    base = int(docker("image", "inspect", "--format", "{{.Size}}", runtime_base()))
     print(f"bench image size_mib={inspect['Size'] / 2**20:.1f} base_mib={base / 2**20:.1f} "
           f"layers={len(inspect['RootFS']['Layers'])}", flush=True)
 
@@ -87,7 +91,7 @@ def _ms(value: float | None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="containers.py")
+    parser = argparse.ArgumentParser(prog="container_figures.py")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("size")
     s.add_argument("image")

@@ -10,7 +10,8 @@ What ECS gives a task that Docker does not, the runner supplies, and only that:
 - awsvpc gives each task its own network namespace. Here every container shares the host's
   network, so that all traffic (LocalStack's included) stays on loopback; each container gets its
   own ports instead: `ADAPTER_LISTEN` for the port mapping's `containerPort` (on 127.0.0.1), and
-  `ADAPTER_ADMIN_LISTEN` / `ADAPTER_ADMIN_URL` for the admin listener its health check asks.
+  `ADAPTER_ADMIN_LISTEN` for the admin listener (its health check, `adapter healthcheck`, asks
+  the address in that variable).
 - the task role gives credentials and the VPC reaches SQS; here `AWS_ENDPOINT_URL` and the
   endpoint's credentials (LocalStack's `test`/`test` unless the environment says otherwise).
 - the queue the stack would create; here the queue URL given (`QUEUE_URL` and `ADAPTER_QUEUE_URL`).
@@ -21,7 +22,8 @@ What ECS gives a task that Docker does not, the runner supplies, and only that:
                                 [KEY=VALUE ...]
 
 prints the `docker run` arguments (JSON list) for one role, or with `--run` runs them (scripts/containers
-does); KEY=VALUE are render.py's overrides.
+does); KEY=VALUE are render.py's overrides. `python deploy/containers.py compose` prints the
+repository's compose.yaml, the same two containers for `docker compose`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +66,13 @@ class Local:
     # None: the port mapping's containerPort (8080 for the API).
     port: int | None = None
     admin_port: int = 9090
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the kernel's choice), for a container on the host network."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _seconds(value: Any) -> str:
@@ -102,19 +112,23 @@ def environment(container: dict[str, Any], local: Local) -> dict[str, str]:
     mappings = container.get("portMappings") or []
     if mappings:
         env["ADAPTER_LISTEN"] = f"127.0.0.1:{local.port or mappings[0]['containerPort']}"
+    # `adapter healthcheck` asks the address in ADAPTER_ADMIN_LISTEN, which it inherits.
     env["ADAPTER_ADMIN_LISTEN"] = f"127.0.0.1:{local.admin_port}"
-    env["ADAPTER_ADMIN_URL"] = f"http://127.0.0.1:{local.admin_port}"
     return env
 
 
 def docker_run_args(task: dict[str, Any], local: Local, *, name: str, image: str | None = None,
-                    limits: bool = True, foreground: bool = False) -> list[str]:
+                    limits: bool = True, foreground: bool = False,
+                    labels: dict[str, str] | None = None) -> list[str]:
     """`docker run` arguments (after `docker run`) for one role's task definition (`ecs_settings`);
-    `image` replaces the definition's (a local tag in place of the ECR reference, say)."""
+    `image` replaces the definition's (a local tag in place of the ECR reference, say); `labels`
+    mark the container for whoever cleans up after it."""
     container = task["container"]
     # In the foreground (`--rm`, signals passed on by the client), for a caller that owns the process.
     args = ["--rm"] if foreground else ["--detach"]
     args += ["--name", name, "--network", "host"]
+    for key, value in sorted((labels or {}).items()):
+        args += ["--label", f"{key}={value}"]
     if container.get("user"):
         args += ["--user", container["user"]]
     if "stopTimeout" in container:
@@ -135,11 +149,51 @@ def docker_run_args(task: dict[str, Any], local: Local, *, name: str, image: str
     return args + [image or container["image"]] + command
 
 
+# compose.yaml's values for what this host supplies (module doc), from the shell or .env.
+COMPOSE_LOCAL = {
+    "queue_url": "${QUEUE_URL:?set QUEUE_URL: scripts/localstack queue prints one}",
+    "endpoint_url": "${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}",
+    "region": "${AWS_REGION:-us-east-1}",
+    "access_key_id": "${AWS_ACCESS_KEY_ID:-test}",
+    "secret_access_key": "${AWS_SECRET_ACCESS_KEY:-test}",
+}
+COMPOSE_ADMIN_PORTS = {"api": 9090, "worker": 9091}
+
+
+def compose(settings: dict[str, Any], image: str | None = None) -> str:
+    """compose.yaml for both roles, from the same task definitions and the same rules as
+    `docker_run_args` (JSON is YAML, so no YAML library is needed to write it)."""
+    services = {}
+    for role in ROLES:
+        task, container = settings[role], settings[role]["container"]
+        local = Local(**COMPOSE_LOCAL, admin_port=COMPOSE_ADMIN_PORTS[role])
+        check = container["healthCheck"]
+        service: dict[str, Any] = {
+            "image": image or container["image"],
+            "network_mode": "host",
+            "user": container["user"],
+            "entrypoint": container["entryPoint"],
+            "command": container["command"],
+            "environment": dict(sorted(environment(container, local).items())),
+            "healthcheck": {"test": check["command"], "interval": _seconds(check["interval"]),
+                            "timeout": _seconds(check["timeout"]), "retries": int(check["retries"]),
+                            "start_period": _seconds(check["startPeriod"])},
+            "stop_grace_period": _seconds(container["stopTimeout"]),
+            "cpus": task["cpu"] / 1024,
+            "mem_limit": f"{task['memory']}m",
+        }
+        services[role] = service
+    header = ("# Generated from the ECS task definitions of deploy/ (python deploy/containers.py compose >\n"
+              "# compose.yaml); a deploy test fails when it differs. Run: QUEUE_URL=... docker compose up\n")
+    return header + json.dumps({"services": services}, indent=2) + "\n"
+
+
 def main(argv: list[str]) -> int:
     run = argparse.ArgumentParser(prog="containers.py", description="Prints the `docker run` arguments "
                                   "(a JSON list) that run one role's ECS task definition here.")
-    run.add_argument("role", choices=ROLES)
-    run.add_argument("--queue-url", required=True)
+    run.add_argument("role", choices=(*ROLES, "compose"),
+                     help="a role, or compose: print compose.yaml for both (other flags ignored)")
+    run.add_argument("--queue-url")
     run.add_argument("--name", help="the container's name (default: task-service-ROLE)")
     run.add_argument("--image", help="in place of the definition's image (default: the definition's)")
     run.add_argument("--port", type=int, help="the API's port on 127.0.0.1 (default: its containerPort)")
@@ -156,6 +210,11 @@ def main(argv: list[str]) -> int:
     except UsageError as error:
         print(f"containers.py: {error}", file=sys.stderr)
         return 2
+    if options.role == "compose":
+        sys.stdout.write(compose(settings, options.image))
+        return 0
+    if not options.queue_url:
+        run.error("--queue-url is required with a role")
     local = Local(queue_url=options.queue_url, port=options.port, admin_port=options.admin_port)
     args = docker_run_args(settings[options.role], local, name=options.name or f"task-service-{options.role}",
                            image=options.image, limits=not options.no_limits, foreground=options.foreground)

@@ -32,6 +32,8 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
 
 log() { printf '%s\n' "$*" >&2; }
+# usage SCRIPT: the comment block at the top of SCRIPT (after the #! line), without the '# '.
+usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$1"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # find_python prints a Python 3.12+ interpreter, or fails with a message that says what to install.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,11 +20,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from containers import Local, docker_run_args, ecs_settings  # noqa: E402
+from containers import Local, docker_run_args, ecs_settings, free_port  # noqa: E402
 
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("IMAGE_TAG", "lambda-ecs-tasks")
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+# Every container a test starts carries this label; scripts/container-test removes what is left of
+# them (a test run killed midway) at its end.
+LABEL = {"lambda-ecs-tasks.test": "1"}
 # The deploy's settings, with a short shutdown grace (stopTimeout follows it) so a stop test takes
 # seconds; everything else is the program's default.
 OVERRIDES = ["shutdown_grace=2"]
@@ -48,12 +50,6 @@ def wait_until(what: str, condition: Callable[[], Any], timeout: float, every: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Container:
@@ -90,6 +86,13 @@ class Container:
 
     def health(self) -> str | None:
         return (self.state().get("Health") or {}).get("Status")
+
+    def healthy_or_fail(self) -> bool:
+        """True once Docker calls it healthy; an error at once if it is no longer running."""
+        state = self.state()
+        if not state["Running"]:
+            raise AssertionError(f"{self.name} stopped (exit {state['ExitCode']}):\n{self.logs()}")
+        return (state.get("Health") or {}).get("Status") == "healthy"
 
 
 @pytest.fixture(scope="session")
@@ -137,10 +140,10 @@ def run(image, settings, request) -> Iterator[Callable[..., Container]]:
     def start(role: str, queue_url: str, **local: Any) -> Container:
         name = f"test-{role}-{uuid.uuid4().hex[:8]}"
         args = docker_run_args(settings[role], Local(queue_url=queue_url, admin_port=free_port(), **local),
-                               name=name, image=image)
-        docker("run", *args)
+                               name=name, image=image, labels=LABEL)
         container = Container(name)
-        started.append(container)
+        started.append(container)  # before the run: a container created but not started is removed too
+        docker("run", *args)
         return container
 
     yield start

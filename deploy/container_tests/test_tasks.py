@@ -10,7 +10,7 @@ import urllib.request
 import uuid
 from datetime import datetime, timezone
 
-from conftest import ENDPOINT, Container, docker, free_port, wait_until
+from conftest import ENDPOINT, LABEL, Container, docker, free_port, wait_until
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:
@@ -43,7 +43,7 @@ def test_api_turns_healthy_takes_a_task_and_refuses_bad_bodies(run, queue, sqs):
     port = free_port()
     api = run("api", queue_url, port=port)
     # Docker's own verdict, from the task definition's health check (`adapter healthcheck`).
-    wait_until("the API container to be healthy", lambda: api.health() == "healthy", timeout=120, every=1)
+    wait_until("the API container to be healthy", lambda: api.healthy_or_fail(), timeout=120, every=1)
     status, body = post(f"http://127.0.0.1:{port}/tasks", b'{"duration_seconds": 1}')
     assert status == 202 and body["status"] == "queued", body
     assert post(f"http://127.0.0.1:{port}/tasks", b'{"duration_seconds": "soon"}')[0] == 422
@@ -81,7 +81,10 @@ def test_docker_stop_mid_task_exits_0_and_hands_the_task_to_another_worker(run, 
     wait_until("the first worker to start the task",
                lambda: first.lines_with("task started", task_id=task_id), timeout=60)
     stop_timeout = settings["worker"]["container"]["stopTimeout"]
-    docker("stop", "--time", str(stop_timeout), first.name, timeout=stop_timeout + 30)
+    # Plain `docker stop`: the grace before SIGKILL is the container's own, from the definition.
+    config = json.loads(docker("inspect", "--format", "{{json .Config}}", first.name).stdout)
+    assert config["StopTimeout"] == stop_timeout
+    docker("stop", first.name, timeout=stop_timeout + 30)
     state = first.state()
     # 0, not 137: the adapter drained and exited on SIGTERM before Docker's SIGKILL.
     assert (state["ExitCode"], state["OOMKilled"]) == (0, False), state
@@ -120,16 +123,21 @@ def test_service_role_shortcuts_serve_and_finish_as_the_readme_says(image, queue
     try:
         for role, extra in (("api", ["-e", f"ADAPTER_LISTEN=127.0.0.1:{port}"]), ("worker", [])):
             name = f"test-{role}-{uuid.uuid4().hex[:8]}"
-            admin = free_port()
-            docker("run", "--name", name, *common, "-e", f"SERVICE_ROLE={role}", *extra,
-                   "-e", f"ADAPTER_ADMIN_LISTEN=127.0.0.1:{admin}", image)
             names.append(name)
+            labels = [f"--label={k}={v}" for k, v in LABEL.items()]
+            docker("run", "--name", name, *labels, *common, "-e", f"SERVICE_ROLE={role}", *extra,
+                   "-e", f"ADAPTER_ADMIN_LISTEN=127.0.0.1:{free_port()}", image)
         status, body = wait_until("the API to take a task", lambda: _try_post(f"http://127.0.0.1:{port}/tasks"),
                                   timeout=60)
         assert status == 202
         worker = Container(names[1])
         wait_until("`task finished` in the worker's log",
                    lambda: worker.lines_with("task finished", task_id=body["task_id"]), timeout=60)
+        # The image's HEALTHCHECK asks each container's own admin port (ADAPTER_ADMIN_LISTEN), not
+        # the default 9090 that another container on the host network may hold.
+        for container in (Container(names[0]), worker):
+            wait_until(f"{container.name} to be healthy", lambda c=container: c.healthy_or_fail(),
+                       timeout=120, every=1)
     finally:
         for name in names:
             docker("rm", "--force", name, check=False)

@@ -94,7 +94,8 @@ def test_build_context_keeps_sources_and_drops_outputs():
         assert os.path.exists(os.path.join(REPO, path)), path
         assert not ignored(path), f"{path} is needed by the build but .dockerignore drops it"
     for path in ["target/release/adapter", ".git/HEAD", "deploy/venv/bin/python", "deploy/__main__.py",
-                 "deploy/docker/entrypoint_test.sh", "target/lambda/enqueue/bootstrap.zip"]:
+                 "deploy/docker/entrypoint_test.sh", "target/lambda/enqueue/bootstrap.zip",
+                 "README.md", "adapter/README.md", "compose.yaml", "docker-bake.hcl"]:
         assert ignored(path), f"{path} should not be sent to the Docker daemon"
 
 
