@@ -55,6 +55,11 @@ find_python() {
   die "LocalStack needs Python 3.12 or newer and none was found (tried python3.13, python3.12, python3 and pyenv's versions). Install one (e.g. 'pyenv install 3.13') or set TASKS_PYTHON to its path."
 }
 
+# free_port prints a TCP port free on 127.0.0.1 now (the kernel's choice).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # wait_for CMD... runs CMD until it succeeds, for at most $WAIT_SECONDS (default 60).
 wait_for() {
   local deadline=$((SECONDS + ${WAIT_SECONDS:-60}))
