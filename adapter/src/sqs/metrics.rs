@@ -18,42 +18,42 @@ pub(crate) struct SqsMetrics {
 }
 
 impl SqsMetrics {
-    /// Fresh metrics, registered under `sqs_*` names (counters get `_total` from the encoder).
+    /// Fresh metrics, registered under `adapter_sqs_*` names (counters get `_total` from the encoder).
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let counters = [
             (
-                "sqs_messages_received",
+                "adapter_sqs_messages_received",
                 "Messages received from the queue",
                 &metrics.received,
             ),
             (
-                "sqs_messages_deleted",
+                "adapter_sqs_messages_deleted",
                 "Messages deleted after the function succeeded with them",
                 &metrics.deleted,
             ),
             (
-                "sqs_messages_failed",
+                "adapter_sqs_messages_failed",
                 "Messages left on the queue because the function failed with them (batch item failures or failed batches)",
                 &metrics.failed,
             ),
             (
-                "sqs_messages_released",
+                "adapter_sqs_messages_released",
                 "Messages made visible again at shutdown because their batch could not finish",
                 &metrics.released,
             ),
             (
-                "sqs_visibility_extensions",
+                "adapter_sqs_visibility_extensions",
                 "Messages whose visibility timeout was extended while their batch ran",
                 &metrics.visibility_extensions,
             ),
             (
-                "sqs_receive_errors",
+                "adapter_sqs_receive_errors",
                 "ReceiveMessage calls that failed",
                 &metrics.receive_errors,
             ),
             (
-                "sqs_delete_errors",
+                "adapter_sqs_delete_errors",
                 "Messages that could not be deleted after retries (they will be delivered again)",
                 &metrics.delete_errors,
             ),
@@ -62,7 +62,7 @@ impl SqsMetrics {
             registry.register(name, help, counter.clone());
         }
         registry.register(
-            "sqs_batches_in_flight",
+            "adapter_sqs_batches_in_flight",
             "Batches being processed by the function now",
             metrics.batches_in_flight.clone(),
         );

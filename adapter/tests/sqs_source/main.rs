@@ -109,9 +109,12 @@ async fn poison_message_reaches_the_dlq_after_max_receive_count() {
         [1],
         "the good message runs once and is deleted"
     );
-    assert_eq!(adapter.metric("sqs_messages_failed_total").await, Some(2.0));
     assert_eq!(
-        adapter.metric("sqs_messages_deleted_total").await,
+        adapter.metric("adapter_sqs_messages_failed_total").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        adapter.metric("adapter_sqs_messages_deleted_total").await,
         Some(1.0)
     );
 }
@@ -140,7 +143,7 @@ async fn task_longer_than_the_visibility_timeout_runs_once() {
         "processed once, on its first receive"
     );
     let extensions = adapter
-        .metric("sqs_visibility_extensions_total")
+        .metric("adapter_sqs_visibility_extensions_total")
         .await
         .unwrap_or(0.0);
     assert!(extensions >= 1.0, "visibility was extended ({extensions})");
@@ -298,7 +301,7 @@ async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
     })
     .await;
     let errors = adapter
-        .metric("sqs_receive_errors_total")
+        .metric("adapter_sqs_receive_errors_total")
         .await
         .unwrap_or(0.0);
     assert!(errors >= 1.0, "receive errors counted ({errors})");

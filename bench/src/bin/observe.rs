@@ -11,7 +11,7 @@
 //! - `bench memory phase=idle process=NAME rss_kb=... hwm_kb=...` for the adapter and each child,
 //!   `--idle-seconds` after ready (`phase=early` with `--count`: the drain is under way by then);
 //! - with `--count N`: `bench drain wall_s=... deleted=...` when the admin `/metrics` counter
-//!   `sqs_messages_deleted_total` reaches N (wall time from spawn);
+//!   `adapter_sqs_messages_deleted_total` reaches N (wall time from spawn);
 //! - otherwise it holds until `--stop-file` exists (e.g. while a load test runs);
 //! - `bench memory phase=peak ...`: `VmHWM` of every process just before the stop.
 
@@ -39,7 +39,7 @@ struct Args {
     /// The adapter's admin listener.
     #[arg(long)]
     admin: SocketAddr,
-    /// Wait until this many messages are deleted (`sqs_messages_deleted_total`).
+    /// Wait until this many messages are deleted (`adapter_sqs_messages_deleted_total`).
     #[arg(long)]
     count: Option<u64>,
     /// Without `--count`: hold until this file exists.
@@ -190,12 +190,12 @@ async fn get(client: &HttpClient, url: &str) -> Option<(bool, Bytes)> {
     Some((ok, body))
 }
 
-/// `sqs_messages_deleted_total` from the admin `/metrics`.
+/// `adapter_sqs_messages_deleted_total` from the admin `/metrics`.
 async fn deleted_total(client: &HttpClient, admin: SocketAddr) -> Option<u64> {
     let (_, body) = get(client, &format!("http://{admin}/metrics")).await?;
     let text = String::from_utf8_lossy(&body);
     text.lines()
-        .find_map(|line| line.strip_prefix("sqs_messages_deleted_total "))
+        .find_map(|line| line.strip_prefix("adapter_sqs_messages_deleted_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
 }

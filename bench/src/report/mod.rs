@@ -178,7 +178,7 @@ fn drain(md: &mut String, r: &Results, goals: &mut Vec<Goal>) -> fmt::Result {
         "Tasks are queued first, then the worker starts. With `--batch-size 1` the concurrency \
          (`--max-concurrency`) is tasks in flight, as the issue's ideal assumes; a row with batch 10 \
          runs concurrency x 10 tasks at once (the sleep function runs a batch's records \
-         concurrently). Wall time runs from its start until `sqs_messages_deleted_total` on its \
+         concurrently). Wall time runs from its start until `adapter_sqs_messages_deleted_total` on its \
          `/metrics` reaches the count. *ideal* = tasks x 1 s / tasks in flight; *queue ceiling* = tasks \
          / the raw `ReceiveMessage` + `DeleteMessageBatch` rate of the same LocalStack \
          (`sqs-ceiling drain`, {} pollers: {} msg/s); *bound* = max(ideal, queue ceiling), the \
