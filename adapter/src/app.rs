@@ -21,14 +21,9 @@ use crate::http_source::connections::{ConnectionLimits, ConnectionMetrics, Guard
 use crate::http_source::{self, HttpSourceConfig};
 use crate::invoke_api::{self, InvokeApiConfig};
 use crate::platform_log::PlatformLogLayer;
-use crate::sqs::{SqsArgs, SqsError, SqsSource};
+use crate::shutdown::ShutdownBudget;
+use crate::sqs::{RunConfig, SqsArgs, SqsError, SqsSource};
 use crate::{healthcheck, memory, open_files, output, shutdown};
-
-/// Time a source that enforces the grace period itself gets on top of it to release its work.
-const SOURCE_RELEASE_MARGIN: Duration = Duration::from_secs(3);
-
-/// After the grace period, how long sources get to answer what the host failed.
-const FLUSH_AFTER_CUT: Duration = Duration::from_secs(2);
 
 /// The rest of a drain, once the grace period is over.
 type Drain = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send>>;
@@ -51,7 +46,7 @@ pub enum AppError {
     #[error(transparent)]
     Sqs(#[from] SqsError),
     /// A listener could not be bound.
-    #[error("could not listen on {addr} ({what}): {source}")]
+    #[error("could not listen on {addr} ({what})")]
     Bind {
         /// Which listener.
         what: &'static str,
@@ -61,14 +56,14 @@ pub enum AppError {
         source: std::io::Error,
     },
     /// The signal handlers could not be installed.
-    #[error("could not install signal handlers: {0}")]
+    #[error("could not install signal handlers")]
     Signals(#[source] std::io::Error),
     /// The HTTP server failed.
-    #[error("the HTTP server failed: {0}")]
+    #[error("the HTTP server failed")]
     Http(#[source] std::io::Error),
     /// The event source's task panicked (a bug): the exit code says so, for a restart.
-    #[error("the event source task failed: {0}")]
-    SourceTask(String),
+    #[error("the event source task failed")]
+    SourceTask(#[source] tokio::task::JoinError),
 }
 
 /// Runs the command line; the exit code is 0 on a clean stop.
@@ -97,11 +92,23 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            let error = with_causes(&error);
             tracing::error!(%error, "adapter failed");
             eprintln!("adapter: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and each of its sources, joined with `: `, as one line for the log and stderr.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line = format!("{line}: {cause}");
+        source = cause.source();
+    }
+    line
 }
 
 enum Source {
@@ -154,7 +161,7 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
         shutdown::cancel_on_stdin_eof(shutdown.clone()).map_err(AppError::Signals)?;
     }
     let timeout = Duration::from_secs(u64::from(service.timeout));
-    let grace = Duration::from_secs(u64::from(service.shutdown_grace));
+    let budget = ShutdownBudget::new(Duration::from_secs(u64::from(service.shutdown_grace)));
     let config = host_config(&service);
 
     let mut registry = Registry::default();
@@ -210,14 +217,14 @@ async fn run_service(service: ServiceArgs, source: Source) -> Result<(), AppErro
     };
 
     let outcome = serve_until_shutdown(
-        &host, &service, &config, prepared, timeout, grace, &shutdown,
+        &host, &service, &config, prepared, timeout, budget, &shutdown,
     )
     .await;
     host.shutdown().await;
     let outcome = match outcome {
         Ok(Drained::Done(result)) => result,
         // The host has now failed what was cut off: let the source answer its callers with that.
-        Ok(Drained::Cut(rest)) => tokio::time::timeout(FLUSH_AFTER_CUT, rest)
+        Ok(Drained::Cut(rest)) => tokio::time::timeout(budget.flush_after_cut(), rest)
             .await
             .unwrap_or(Ok(())),
         Err(error) => Err(error),
@@ -270,7 +277,7 @@ async fn serve_until_shutdown(
     config: &HostConfig,
     prepared: PreparedSource,
     timeout: Duration,
-    grace: Duration,
+    budget: ShutdownBudget,
     shutdown: &CancellationToken,
 ) -> Result<Drained, AppError> {
     // Bound before /readyz can say ready, so a caller that waits for ready finds it listening
@@ -322,8 +329,8 @@ async fn serve_until_shutdown(
     // The SQS source keeps to the grace period itself and then releases what it still holds, so it
     // gets a moment more; the HTTP server cannot cut its requests, so the grace bounds it here.
     let drain_bound = match &prepared {
-        PreparedSource::Http(..) | PreparedSource::InvokeApiOnly => grace,
-        PreparedSource::Sqs(_) => grace + SOURCE_RELEASE_MARGIN,
+        PreparedSource::Http(..) | PreparedSource::InvokeApiOnly => budget.grace(),
+        PreparedSource::Sqs(_) => budget.source_bound(),
     };
     let mut source: JoinHandle<Result<(), AppError>> = match prepared {
         PreparedSource::Http(listener, args) => {
@@ -346,10 +353,12 @@ async fn serve_until_shutdown(
         PreparedSource::Sqs(sqs) => {
             let run = sqs.run(
                 invoker,
-                config.max_concurrency,
-                timeout,
+                RunConfig {
+                    max_concurrency: config.max_concurrency,
+                    invocation_timeout: timeout,
+                    budget,
+                },
                 shutdown.clone(),
-                grace,
             );
             tokio::spawn(async move { run.await.map_err(AppError::from) })
         }
@@ -370,15 +379,15 @@ async fn serve_until_shutdown(
     if let Some(ended) = early {
         // The source stopped on its own: that is a failure unless it returned cleanly.
         shutdown.cancel();
-        return Ok(Drained::Done(ended.unwrap_or_else(|join| {
-            Err(AppError::SourceTask(join.to_string()))
-        })));
+        return Ok(Drained::Done(
+            ended.unwrap_or_else(|join| Err(AppError::SourceTask(join))),
+        ));
     }
 
     let mut drain: Drain = Box::pin(async move {
         let source_result = source
             .await
-            .unwrap_or_else(|join| Err(AppError::SourceTask(join.to_string())));
+            .unwrap_or_else(|join| Err(AppError::SourceTask(join)));
         if let Some(invoke_api) = invoke_api
             && let Ok(Err(error)) = invoke_api.await
         {
@@ -392,7 +401,7 @@ async fn serve_until_shutdown(
         Ok(result) => Ok(Drained::Done(result)),
         Err(_) => {
             tracing::warn!(
-                grace_seconds = grace.as_secs(),
+                grace_seconds = budget.grace().as_secs(),
                 "shutdown grace period over; stopping the function with work still in flight"
             );
             Ok(Drained::Cut(drain))

@@ -22,6 +22,10 @@ pub struct Invocation {
     pub timeout: Duration,
     /// `Lambda-Runtime-Trace-Id`, when the source has one.
     pub trace_id: Option<String>,
+    /// How long the host may hold the invocation before a process takes it (waiting for a slot,
+    /// in its queue, for a restarting process); `None`: its `timeout`. Past it the invocation
+    /// fails with [`InvokeError::NotReady`], never having run.
+    pub max_wait_for_process: Option<Duration>,
 }
 
 impl Invocation {
@@ -42,7 +46,15 @@ impl Invocation {
             payload: payload.into(),
             timeout,
             trace_id: None,
+            max_wait_for_process: None,
         }
+    }
+
+    /// This invocation, allowed to wait `wait` for a process to take it (see
+    /// [`Invocation::max_wait_for_process`]).
+    pub fn waiting_for_process(mut self, wait: Duration) -> Self {
+        self.max_wait_for_process = Some(wait);
+        self
     }
 
     /// The wall-clock deadline of this invocation if it started at `start`.

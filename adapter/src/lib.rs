@@ -10,12 +10,15 @@
 
 pub mod admin;
 pub mod app;
+mod backoff;
 pub mod cli;
+mod gauge;
 pub mod healthcheck;
 pub mod host;
 pub mod http_source;
 pub mod invocation;
 pub mod invoke_api;
+mod lock;
 mod memory;
 mod open_files;
 pub mod output;

@@ -116,10 +116,7 @@ fn readers() -> &'static Mutex<Vec<mpsc::Sender<oneshot::Sender<()>>>> {
 pub(crate) fn forward(pipe: OwnedFd, sink: &'static Sink) -> std::io::Result<()> {
     let pipe = pipe::Receiver::from_owned_fd(pipe)?;
     let (drain, mut drains) = mpsc::channel::<oneshot::Sender<()>>(4);
-    readers()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(drain);
+    crate::lock::lock(readers()).push(drain);
     tokio::spawn(async move {
         let mut pipe = pipe;
         let mut held = BytesMut::new();
@@ -169,7 +166,7 @@ fn whole_lines(held: &mut BytesMut) -> Option<Bytes> {
 /// Waits until every line the functions wrote so far is written out (see the module docs).
 pub(crate) async fn barrier() {
     let live: Vec<_> = {
-        let mut readers = readers().lock().unwrap_or_else(|e| e.into_inner());
+        let mut readers = crate::lock::lock(readers());
         readers.retain(|reader| !reader.is_closed());
         readers.clone()
     };

@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::queue::InvokeResult;
+use crate::gauge::GaugeGuard;
 use crate::invocation::{InvocationResponse, InvokeError};
 
 /// Label of `invocations_total`: how an invocation ended.
@@ -92,9 +93,8 @@ impl HostMetrics {
     }
 
     /// Counts one more invocation in flight until the guard drops.
-    pub(crate) fn in_flight_guard(&self) -> InFlightGuard {
-        self.in_flight.inc();
-        InFlightGuard(self.in_flight.clone())
+    pub(crate) fn in_flight_guard(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.in_flight)
     }
 
     /// Counts a restart of a function process.
@@ -111,15 +111,5 @@ impl HostMetrics {
     pub(crate) fn set_ready_processes(&self, ready: usize) {
         self.ready_processes
             .set(i64::try_from(ready).unwrap_or(i64::MAX));
-    }
-}
-
-/// Decrements the in-flight gauge when dropped.
-#[derive(Debug)]
-pub(crate) struct InFlightGuard(Gauge);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

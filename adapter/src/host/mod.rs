@@ -107,7 +107,7 @@ impl HostConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// A loopback listener for the Runtime API could not be bound.
-    #[error("could not bind the Runtime API listener on 127.0.0.1: {0}")]
+    #[error("could not bind the Runtime API listener on 127.0.0.1")]
     Bind(#[source] std::io::Error),
     /// No process called `/next` in time.
     #[error("no function process initialised within {seconds} s: {reason}")]
@@ -327,10 +327,13 @@ impl tower::Service<Invocation> for Invoker {
         Box::pin(async move {
             let accepted = tokio::time::Instant::now();
             // Every invocation is bounded from the moment it is accepted: waiting for a slot, in
-            // the queue and for a restarting process all count against its timeout, so no caller
-            // waits for ever on processes that never take work. Once a process has taken it, the
-            // process's own timer bounds the run.
-            let deadline = accepted + invocation.timeout;
+            // the queue and for a restarting process all count against its timeout (or the wait
+            // its source allows), so no caller waits for ever on processes that never take work.
+            // Once a process has taken it, the process's own timer bounds the run.
+            let deadline = accepted
+                + invocation
+                    .max_wait_for_process
+                    .unwrap_or(invocation.timeout);
             let not_ready = |shared: &Shared| {
                 let result = Err(InvokeError::NotReady);
                 shared.metrics.record(&result, accepted.elapsed());
@@ -435,6 +438,39 @@ mod tests {
         let again = Invocation::new("{}", Duration::from_millis(100));
         let again = tower::Service::call(&mut invoker, again).await;
         assert_eq!(again, Err(InvokeError::NotReady));
+    }
+
+    /// A source may let an invocation wait for a process longer than it may run (the SQS
+    /// source: a batch waits out a restart rather than fail messages the function never saw).
+    #[tokio::test]
+    async fn an_invocation_waits_for_a_process_as_long_as_its_source_allows() {
+        let metrics = Arc::new(HostMetrics::new(&mut Registry::default()));
+        let queue = Arc::new(WorkQueue::new(metrics.clone()));
+        let mut invoker = Invoker {
+            shared: Arc::new(Shared {
+                queue: queue.clone(),
+                permits: Arc::new(Semaphore::new(1)),
+                metrics,
+                closing: CancellationToken::new(),
+            }),
+        };
+        // No process is up: the invocation comes back untaken and waits for one.
+        let invocation = Invocation::new("{}", Duration::from_millis(50))
+            .waiting_for_process(Duration::from_secs(30));
+        let call = tokio::spawn(tower::Service::call(&mut invoker, invocation));
+        // Past the invocation's own timeout (a lower bound, whatever the scheduler does).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!call.is_finished(), "gave up at the run timeout");
+        queue.process_up();
+        let job = tokio::time::timeout(Duration::from_secs(10), queue.next())
+            .await
+            .expect("the waiting invocation reaches the process");
+        job.complete(Ok(InvocationResponse::Success(bytes::Bytes::new())));
+        let result = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the call ends")
+            .expect("no panic");
+        assert_eq!(result, Ok(InvocationResponse::Success(bytes::Bytes::new())));
     }
 
     #[test]

@@ -145,11 +145,7 @@ impl Checker {
     fn refuse(&self, stream: TcpStream, peer: SocketAddr, refusal: &Refusal) {
         drop(stream);
         self.refused.inc();
-        let admitted = self
-            .warnings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(Instant::now());
+        let admitted = crate::lock::lock(&self.warnings).admit(Instant::now());
         if let Some(suppressed) = admitted {
             tracing::warn!(
                 process = self.slot.index,

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::Job;
 use crate::invocation::InvokeError;
+use crate::lock::lock;
 
 /// A place for one function process. Each slot has its own Runtime API listener, so the host knows
 /// which process took an invocation from the connection it arrived on.
@@ -63,11 +64,6 @@ impl Slot {
     pub(crate) fn last_failure(&self) -> Option<String> {
         lock(&self.last_failure).clone()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here leaves the data consistent, so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why the host asked for a process to be killed.

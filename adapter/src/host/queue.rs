@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot, watch};
 
-use super::metrics::{HostMetrics, InFlightGuard};
+use super::metrics::HostMetrics;
+use crate::gauge::GaugeGuard;
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
 
 /// What an invocation resolves to.
@@ -38,7 +39,7 @@ pub(crate) struct Job {
     metrics: Arc<HostMetrics>,
     // Held until the job completes, so a caller that gives up waiting does not free its slot early.
     _permit: OwnedSemaphorePermit,
-    _in_flight: InFlightGuard,
+    _in_flight: GaugeGuard,
 }
 
 impl Job {
@@ -152,8 +153,7 @@ impl WorkQueue {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the queue half-updated: recover the data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.state)
     }
 
     /// Queues a job; one that cannot run now is refused at once (see [`Job::refuse`]).

@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::HostMetrics;
 use super::process::{Incarnation, KillReason, Slot};
 use super::queue::WorkQueue;
+use crate::backoff::Backoff;
 use crate::invocation::InvokeError;
 use crate::output;
 
-/// First restart delay after a quick failure; doubled per failure up to [`MAX_BACKOFF`].
+/// First restart delay after a quick failure; the ceiling doubles per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between restarts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -113,7 +114,7 @@ pub(crate) async fn supervise(
     metrics: Arc<HostMetrics>,
     stop: CancellationToken,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut first = true;
     while !stop.is_cancelled() {
         if !first {
@@ -168,12 +169,11 @@ pub(crate) async fn supervise(
         let delay = if matches!(ended, Ended::Killed(KillReason::Timeout | KillReason::Hung)) {
             Duration::ZERO
         } else if was_up && started.elapsed() >= HEALTHY_RUN {
-            backoff = MIN_BACKOFF;
+            backoff.reset();
             MIN_BACKOFF
         } else {
-            let delay = backoff;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            delay
+            // Jittered: processes of one adapter that crash together do not restart together.
+            backoff.next_delay()
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

@@ -3,11 +3,10 @@
 //!
 //! With small batches (Lambda's batch size 1, say) one delete call per batch made the queue's
 //! request rate the limit of a drain: 1,000 one-message batches finishing together took 1,000 calls.
-//! Coalescing needs no timer: at most [`CALLS_IN_FLIGHT`] calls run at once, and asks that arrive
-//! while they run wait and go together in the next one. An ask that finds a call free goes at once,
-//! so a lone batch is deleted with no added latency. An ask of 10 or more messages (a full batch)
-//! has nothing to gain and goes straight to its own call, as before: a few slow calls cannot hold
-//! up large batches.
+//! Coalescing needs no timer and no limit of its own: an ask waits for a free call slot of the
+//! [`QueueClient`] (the one limit on SQS calls), asks that arrive meanwhile go with it. An ask that
+//! finds a slot free goes at once, so a lone batch is deleted with no added latency. An ask of 10 or
+//! more messages (a full batch) has nothing to gain and goes straight to the client.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,25 +14,22 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::queue::{BatchReport, Queue, Receipt};
-
-/// Most delete calls in flight at once.
-pub(crate) const CALLS_IN_FLIGHT: usize = 4;
-
-/// Most entries one `DeleteMessageBatch` call takes.
-const MAX_ENTRIES: usize = 10;
+use super::MAX_PER_RECEIVE;
+use super::client::{BatchReport, QueueClient, Receipt};
 
 struct Ask {
     receipts: Vec<Receipt>,
     reply: oneshot::Sender<BatchReport>,
 }
 
-/// What makes the delete calls for a list of receipts (in chunks of 10, with retries).
-type DeleteFn = dyn Fn(Vec<Receipt>) -> BoxFuture<'static, BatchReport> + Send + Sync;
+/// Makes the delete calls for a list of receipts (chunks of 10, retries), the first in the slot
+/// given.
+type DeleteFn = dyn Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> BoxFuture<'static, BatchReport>
+    + Send
+    + Sync;
 
 /// A handle to the deleter task. Cheap to clone; the task ends when every handle is dropped and the
 /// calls in flight are done.
@@ -50,63 +46,68 @@ impl fmt::Debug for Deleter {
 }
 
 impl Deleter {
-    /// Starts the deleter task for `queue`, and returns a handle to ask it and the task's own
-    /// handle. The task ends once every `Deleter` is dropped and its calls are done; aborting it
-    /// drops the calls in flight (their messages are still tracked, and come back or are
-    /// released).
-    pub(crate) fn start(queue: Queue) -> (Self, tokio::task::JoinHandle<()>) {
-        Self::start_with(move |receipts: Vec<Receipt>| {
-            let queue = queue.clone();
-            async move { queue.delete(&receipts).await }
+    /// A deleter for `client`: a handle to ask it, and the task to spawn, which ends once every
+    /// handle is dropped and its calls are done. Aborting the task drops the calls in flight
+    /// (their messages are still registered in flight, and come back or are released).
+    pub(crate) fn start(client: QueueClient) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let slots = client.call_slots();
+        Self::start_with(slots, move |receipts: Vec<Receipt>, slot| {
+            let client = client.clone();
+            async move { client.delete(&receipts, slot).await }
         })
     }
 
-    /// As [`Deleter::start`], with `delete` making the calls (chunks of 10 and retries are its
-    /// job): the seam the tests use.
-    pub(crate) fn start_with<F, Fut>(delete: F) -> (Self, tokio::task::JoinHandle<()>)
+    /// As [`Deleter::start`], with `delete` making the calls and `slots` the call slots: the seam
+    /// the tests use.
+    pub(crate) fn start_with<F, Fut>(
+        slots: Arc<Semaphore>,
+        delete: F,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static)
     where
-        F: Fn(Vec<Receipt>) -> Fut + Send + Sync + 'static,
+        F: Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = BatchReport> + Send + 'static,
     {
-        let delete: Arc<DeleteFn> =
-            Arc::new(move |receipts| Box::pin(delete(receipts)) as BoxFuture<'static, _>);
+        let delete: Arc<DeleteFn> = Arc::new(move |receipts, slot| {
+            Box::pin(delete(receipts, slot)) as BoxFuture<'static, _>
+        });
         let (asks, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(delete.clone(), receiver));
+        let task = run(delete.clone(), slots, receiver);
         (Self { asks, delete }, task)
     }
 
-    /// Deletes `receipts` (retrying as [`Queue::delete`] does) and reports what was deleted.
+    /// Deletes `receipts` (retrying as [`QueueClient::delete`] does) and reports what was deleted.
+    /// With the task gone (it failed; the source is stopping) nothing is deleted: the messages
+    /// come back, at least once.
     pub(crate) async fn delete(&self, receipts: Vec<Receipt>) -> BatchReport {
-        if receipts.len() >= MAX_ENTRIES {
-            // A full call on its own: nothing to share, so no waiting for a free call.
-            return (self.delete)(receipts).await;
+        if receipts.len() >= MAX_PER_RECEIVE {
+            // A full call on its own: nothing to share.
+            return (self.delete)(receipts, None).await;
         }
         let (reply, report) = oneshot::channel();
-        let receipts_again = receipts.clone();
-        if let Err(mpsc::error::SendError(ask)) = self.asks.send(Ask { receipts, reply }) {
-            // The task is gone (it failed; the source is stopping): delete on our own rather
-            // than leave processed messages to run again.
-            return (self.delete)(ask.receipts).await;
+        let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
+        if self.asks.send(Ask { receipts, reply }).is_err() {
+            return stopped(ids);
         }
-        match report.await {
-            Ok(report) => report,
-            // Taken but never answered: the task died with our ask. Deleting is idempotent, so
-            // asking again on our own is safe.
-            Err(_) => (self.delete)(receipts_again).await,
-        }
+        report.await.unwrap_or_else(|_| stopped(ids))
     }
 }
 
-async fn run(delete: Arc<DeleteFn>, mut asks: mpsc::UnboundedReceiver<Ask>) {
+/// The report for asks the stopped deleter could not take.
+fn stopped(ids: Vec<String>) -> BatchReport {
+    let failed = ids
+        .into_iter()
+        .map(|id| (id, "the deleter stopped".to_owned()));
+    BatchReport {
+        failed: failed.collect(),
+        ..BatchReport::default()
+    }
+}
+
+async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::UnboundedReceiver<Ask>) {
     let mut calls = JoinSet::new();
     // An ask taken that would have made its group exceed 10 entries: it leads the next group.
     let mut carried: Option<Ask> = None;
     loop {
-        if calls.len() >= CALLS_IN_FLIGHT {
-            // All calls busy: asks pile up meanwhile, and go together when one ends.
-            calls.join_next().await;
-            continue;
-        }
         let first = match carried.take() {
             Some(ask) => ask,
             None => tokio::select! {
@@ -118,11 +119,15 @@ async fn run(delete: Arc<DeleteFn>, mut asks: mpsc::UnboundedReceiver<Ask>) {
                 },
             },
         };
+        // Every call slot busy: asks pile up meanwhile, and go together in this call.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break; // never closed
+        };
         let mut entries = first.receipts.len();
         let mut group = vec![first];
-        while entries < MAX_ENTRIES {
+        while entries < MAX_PER_RECEIVE {
             match asks.try_recv() {
-                Ok(ask) if entries + ask.receipts.len() > MAX_ENTRIES => {
+                Ok(ask) if entries + ask.receipts.len() > MAX_PER_RECEIVE => {
                     carried = Some(ask);
                     break;
                 }
@@ -134,18 +139,18 @@ async fn run(delete: Arc<DeleteFn>, mut asks: mpsc::UnboundedReceiver<Ask>) {
             }
         }
         let delete = delete.clone();
-        calls.spawn(async move { delete_group(delete.as_ref(), group).await });
+        calls.spawn(async move { delete_group(delete.as_ref(), group, slot).await });
     }
     while calls.join_next().await.is_some() {}
 }
 
-/// One delete (in chunks of 10, with retries) for a group of asks, each answered with its part.
-async fn delete_group(delete: &DeleteFn, group: Vec<Ask>) {
+/// One delete for a group of asks, each answered with its part.
+async fn delete_group(delete: &DeleteFn, group: Vec<Ask>, slot: OwnedSemaphorePermit) {
     let all: Vec<Receipt> = group
         .iter()
         .flat_map(|ask| ask.receipts.iter().cloned())
         .collect();
-    let mut report = Outcomes::from(delete(all).await);
+    let mut report = Outcomes::from(delete(all, Some(slot)).await);
     for ask in group {
         let part = report.take(&ask.receipts);
         let _ = ask.reply.send(part);
@@ -207,6 +212,7 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
+    use crate::sqs::client::CALLS_IN_FLIGHT;
 
     /// Asks that arrive while every call is busy go together in the next call (never above 10
     /// entries); a lone ask, or a full one, goes at once; every ask gets exactly its own messages
@@ -215,13 +221,15 @@ mod tests {
     async fn asks_made_while_calls_are_busy_share_the_next_call() {
         let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
         let gate = Arc::new(Semaphore::new(0));
-        let (deleter, task) = Deleter::start_with({
+        let slots = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+        let (deleter, task) = Deleter::start_with(slots, {
             let calls = calls.clone();
             let gate = gate.clone();
-            move |receipts: Vec<Receipt>| {
+            move |receipts: Vec<Receipt>, slot| {
                 calls.lock().expect("lock").push(receipts.len());
                 let gate = gate.clone();
                 async move {
+                    let _slot = slot;
                     // Each call waits to be let through, so the test decides when calls end.
                     gate.acquire().await.expect("open").forget();
                     BatchReport {
@@ -232,6 +240,7 @@ mod tests {
                 }
             }
         });
+        let task = tokio::spawn(task);
         let ask = |ids: Vec<String>| {
             let deleter = deleter.clone();
             tokio::spawn(async move {
@@ -296,20 +305,23 @@ mod tests {
             .expect("no panic");
     }
 
-    /// The task gone (it failed): asks are deleted directly rather than left to run again.
+    /// The task gone (it failed; the source is stopping): no fallback delete, the asks are
+    /// reported failed, so their messages come back rather than count as deleted.
     #[tokio::test]
-    async fn a_stopped_deleter_still_deletes_directly() {
-        let (deleter, task) = Deleter::start_with(|receipts: Vec<Receipt>| async move {
+    async fn a_stopped_deleter_reports_its_asks_failed() {
+        let slots = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+        let (deleter, task) = Deleter::start_with(slots, |receipts: Vec<Receipt>, _| async move {
             BatchReport {
                 done: receipts.into_iter().map(|r| r.message_id).collect(),
                 ..BatchReport::default()
             }
         });
+        let task = tokio::spawn(task);
         task.abort();
         let _ = task.await;
         let report = deleter.delete(vec![receipt("a")]).await;
-        assert_eq!(report.done, ["a"]);
-        assert!(report.failed.is_empty());
+        assert!(report.done.is_empty());
+        assert_eq!(report.failed.len(), 1);
     }
 
     fn receipt(id: &str) -> Receipt {

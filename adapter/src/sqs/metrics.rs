@@ -69,19 +69,3 @@ impl SqsMetrics {
         metrics
     }
 }
-
-/// Counts a batch in flight for as long as it lives, even when its task is aborted.
-pub(crate) struct InFlightGuard(Gauge);
-
-impl InFlightGuard {
-    pub(crate) fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}

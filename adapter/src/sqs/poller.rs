@@ -4,40 +4,35 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sqs::types::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::PollerHealth;
-use super::backoff::Backoff;
-use super::event::{self, EventSource, Record};
+use super::MAX_PER_RECEIVE;
+use super::client::{CallError, QueueClient};
+use super::health::PollerHealth;
+use super::in_flight::InFlightMessages;
 use super::metrics::SqsMetrics;
-use super::queue::Queue;
-use super::visibility::InFlight;
-
-/// Most messages one `ReceiveMessage` call returns.
-pub(crate) const MAX_PER_RECEIVE: usize = 10;
+use super::record::{self, QueueIdentity, Record};
+use crate::backoff::Backoff;
 
 /// What gathering ended with.
 #[derive(Debug)]
 pub(crate) enum Gathered {
     /// A batch to invoke with (never empty).
     Batch(Vec<Record>),
-    /// Shutdown: these messages were received but will not be invoked with.
-    Cancelled {
-        /// To be released (they are still tracked in flight).
-        records: Vec<Record>,
-        /// When shutdown was seen: the grace period counts from here.
-        at: Instant,
-    },
+    /// Shutdown: these messages were received but will not be invoked with; they are still
+    /// registered in flight, to be released.
+    Cancelled(Vec<Record>),
 }
 
 /// Gathers batches from one queue.
 #[derive(Debug)]
 pub(crate) struct Poller {
-    pub(crate) queue: Queue,
-    pub(crate) source: EventSource,
-    pub(crate) in_flight: InFlight,
+    pub(crate) client: QueueClient,
+    pub(crate) queue: QueueIdentity,
+    pub(crate) in_flight: InFlightMessages,
     pub(crate) metrics: SqsMetrics,
     pub(crate) health: PollerHealth,
     pub(crate) window: Duration,
@@ -77,7 +72,7 @@ impl Poller {
                 }
             };
             let max = (capacity - records.len()).min(MAX_PER_RECEIVE);
-            let (received, cancelled_at) = self.receive(max, wait, cancel).await;
+            let (received, cancelled) = self.receive(max, wait, cancel).await;
             match received {
                 Ok(messages) => {
                     self.health.set(true);
@@ -88,8 +83,8 @@ impl Poller {
                     self.in_flight
                         .track(new.iter().map(|r| &r.receipt), received_at);
                     records.extend(new);
-                    if let Some(at) = cancelled_at {
-                        return Gathered::Cancelled { records, at };
+                    if cancelled {
+                        return Gathered::Cancelled(records);
                     }
                     if !records.is_empty() && window_closes.is_none() {
                         if self.window.is_zero() {
@@ -103,8 +98,8 @@ impl Poller {
                     self.metrics.receive_errors.inc();
                     let delay = self.backoff.next_delay();
                     tracing::error!(error = %error, retry_in_ms = delay.as_millis() as u64, "ReceiveMessage failed");
-                    if let Some(at) = cancelled_at {
-                        return Gathered::Cancelled { records, at };
+                    if cancelled {
+                        return Gathered::Cancelled(records);
                     }
                     if !records.is_empty() {
                         // Invoke with what we have rather than hold it through an outage.
@@ -112,9 +107,7 @@ impl Poller {
                     }
                     tokio::select! {
                         biased;
-                        () = cancel.cancelled() => {
-                            return Gathered::Cancelled { records, at: Instant::now() };
-                        }
+                        () = cancel.cancelled() => return Gathered::Cancelled(records),
                         () = tokio::time::sleep(delay) => {}
                     }
                 }
@@ -123,41 +116,38 @@ impl Poller {
         Gathered::Batch(records)
     }
 
-    /// One receive call, seen through even if `cancel` fires meanwhile (then the instant it
-    /// fired comes back too).
+    /// One receive call, seen through even if `cancel` fires meanwhile (then says so).
     async fn receive(
         &self,
         max: usize,
         wait: Duration,
         cancel: &CancellationToken,
-    ) -> (
-        Result<Vec<aws_sdk_sqs::types::Message>, super::queue::CallError>,
-        Option<Instant>,
-    ) {
+    ) -> (Result<Vec<Message>, CallError>, bool) {
         if cancel.is_cancelled() {
-            return (Ok(Vec::new()), Some(Instant::now()));
+            return (Ok(Vec::new()), true);
         }
-        let receive = self.queue.receive(max, wait);
+        let receive = self.client.receive(max, wait);
         tokio::pin!(receive);
         tokio::select! {
             biased;
-            received = &mut receive => (received, None),
+            received = &mut receive => (received, false),
             () = cancel.cancelled() => {
-                let at = Instant::now();
                 // The long poll ends by `wait`; the bound only guards against a hung call.
                 let received = tokio::time::timeout(wait + Duration::from_secs(1), &mut receive)
                     .await
                     .unwrap_or_else(|_| Ok(Vec::new()));
-                (received, Some(at))
+                (received, true)
             }
         }
     }
 
-    fn records(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<Record> {
+    /// Message to record: the one step between SQS and the event (filters and per-record
+    /// enrichment belong here).
+    fn records(&self, messages: &[Message]) -> Vec<Record> {
         messages
             .iter()
             .filter_map(|m| {
-                let record = event::record(m, &self.source);
+                let record = record::record(m, &self.queue);
                 if record.is_none() {
                     tracing::warn!(message_id = ?m.message_id(), "ignoring a message without id or receipt handle");
                 }
@@ -183,18 +173,18 @@ pub(crate) struct ReadyBatch {
 }
 
 /// One receive loop: takes free slots, gathers messages for them, hands each batch (with its slot)
-/// to `ready`. Returns when `shutdown` fires, with the instant it was seen (the grace period counts
-/// from there); messages received but not handed over stay tracked in flight, to be released.
+/// to `ready`. Returns when `shutdown` fires; messages received but not handed over stay
+/// registered in flight, to be released.
 pub(crate) async fn poll_loop(
     mut poller: Poller,
     slots: Arc<Semaphore>,
     batching: Batching,
     ready: mpsc::UnboundedSender<ReadyBatch>,
     shutdown: CancellationToken,
-) -> Instant {
+) {
     loop {
         if shutdown.is_cancelled() {
-            return Instant::now();
+            return;
         }
         // A slot is taken before receiving, so no message waits invisible for a free slot.
         let permit = match slots.clone().try_acquire_owned() {
@@ -203,10 +193,10 @@ pub(crate) async fn poll_loop(
                 poller.health.waiting();
                 tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => return Instant::now(),
+                    () = shutdown.cancelled() => return,
                     permit = slots.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
-                        Err(_closed) => return Instant::now(), // never closed; closed means stop
+                        Err(_closed) => return, // never closed; closed means stop
                     },
                 }
             }
@@ -243,14 +233,14 @@ pub(crate) async fn poll_loop(
                     {
                         // The source is gone (it only goes after every poller): nothing to do
                         // but leave the messages tracked, to be released or to time out.
-                        return Instant::now();
+                        return;
                     }
                 }
             }
-            Gathered::Cancelled { records, at } => {
-                // Received but never invoked: still tracked, released with the rest.
+            Gathered::Cancelled(records) => {
+                // Received but never invoked: still registered, released with the rest.
                 tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
-                return at;
+                return;
             }
         }
     }

@@ -1,37 +1,58 @@
-//! [`SqsSource`]: the event source mapping's main loop, its batches and its shutdown.
+//! [`SqsSource`]: connects to the queue, then runs the event source mapping's tasks and owns
+//! their shutdown.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
+use super::batch::BatchRunner;
+use super::client::{QueueClient, sdk_config};
 use super::deleter::Deleter;
-use super::event::EventSource;
+use super::in_flight::{self, InFlightMessages, VisibilityPolicy};
 use super::metrics::SqsMetrics;
 use super::poller::{Batching, Poller, ReadyBatch, poll_loop};
-use super::queue::Queue;
-use super::settler::{NOT_READY_PATIENCE, Settler};
-use super::visibility::{self, InFlight, VisibilityPolicy};
-use super::{MAX_WAIT_TIME, SqsArgs, SqsError, SqsHealth};
+use super::record::QueueIdentity;
+use super::{MAX_WAIT_TIME, SqsArgs, SqsError, SqsHealth, TaskFailure};
 use crate::invocation::Invoke;
+use crate::shutdown::ShutdownBudget;
 
 /// The SQS event source mapping: receives from one queue and invokes the function with batches.
 #[derive(Debug)]
 pub struct SqsSource {
     args: SqsArgs,
-    queue: Queue,
-    source: EventSource,
+    client: QueueClient,
+    queue: QueueIdentity,
     queue_visibility_timeout: Duration,
     /// A FIFO queue: a receive's messages stay one batch, in order (see `poll_loop`).
     fifo: bool,
     metrics: SqsMetrics,
     health: SqsHealth,
 }
+
+/// How [`SqsSource::run`] runs: what the function host allows and the shutdown's deadlines.
+#[derive(Debug, Clone, Copy)]
+pub struct RunConfig {
+    /// Most batches invoked at once (`--max-concurrency`).
+    pub max_concurrency: usize,
+    /// How long one invocation may run (`--timeout`).
+    pub invocation_timeout: Duration,
+    /// The shutdown's deadlines, shared with `app`.
+    pub budget: ShutdownBudget,
+}
+
+/// How often releasing a message at shutdown is tried.
+const RELEASE_ATTEMPTS: u32 = 3;
+
+const POLLER: &str = "poller";
+const KEEPER: &str = "visibility keeper";
+const DELETER: &str = "deleter";
 
 impl SqsSource {
     /// Builds the SQS client (aws-config from the environment; honours `AWS_ENDPOINT_URL` and
@@ -56,16 +77,12 @@ impl SqsSource {
     ) -> Result<Option<Self>, SqsError> {
         let config = sdk_config().await;
         let mut backoff =
-            super::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+            crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             match Self::with_config(args.clone(), &config, registry).await {
-                Err(SqsError::QueueAttributes {
-                    message,
-                    retryable: true,
-                    ..
-                }) => {
+                Err(SqsError::QueueAttributes { source, .. }) if source.retryable => {
                     let delay = backoff.next_delay();
-                    tracing::warn!(queue_url = %args.queue_url, error = %message, retry_in_ms = delay.as_millis() as u64, "SQS unreachable at start; retrying");
+                    tracing::warn!(queue_url = %args.queue_url, error = %source, retry_in_ms = delay.as_millis() as u64, "SQS unreachable at start; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return Ok(None),
@@ -91,14 +108,13 @@ impl SqsSource {
             )));
         }
         let region = config.region().map(ToString::to_string).unwrap_or_default();
-        let queue = Queue::new(aws_sdk_sqs::Client::new(config), args.queue_url.clone());
-        let attributes = queue
+        let client = QueueClient::new(aws_sdk_sqs::Client::new(config), args.queue_url.clone());
+        let attributes = client
             .attributes()
             .await
-            .map_err(|e| SqsError::QueueAttributes {
+            .map_err(|source| SqsError::QueueAttributes {
                 queue_url: args.queue_url.clone(),
-                message: e.to_string(),
-                retryable: e.retryable,
+                source,
             })?;
         let missing = |attribute| SqsError::MissingAttribute {
             queue_url: args.queue_url.clone(),
@@ -122,10 +138,10 @@ impl SqsSource {
         let queue_visibility_timeout = attributes
             .visibility_timeout
             .ok_or_else(|| missing("VisibilityTimeout"))?;
-        let source = EventSource::new(arn, &region);
+        let queue = QueueIdentity::new(arn, &region);
         tracing::info!(
             queue_url = %args.queue_url,
-            queue_arn = %source.arn,
+            queue_arn = %queue.arn,
             visibility_timeout_s = queue_visibility_timeout.as_secs(),
             batch_size = args.batch_size,
             batching_window_s = args.batching_window,
@@ -134,8 +150,8 @@ impl SqsSource {
         );
         Ok(Self {
             args,
+            client,
             queue,
-            source,
             queue_visibility_timeout,
             fifo,
             metrics: SqsMetrics::register(registry),
@@ -149,26 +165,30 @@ impl SqsSource {
         self.health.clone()
     }
 
-    /// Runs until `shutdown` fires: receives, invokes `invoker` with at most `max_concurrency`
-    /// batches at once (each allowed `invocation_timeout`), settles each batch.
+    /// Runs until `shutdown` fires: receives, invokes `invoker` with at most
+    /// `config.max_concurrency` batches at once, settles each batch.
     ///
-    /// On shutdown it issues no more receives (the long poll in progress is seen through, and
-    /// long polls are capped so it ends within the grace period), lets running batches finish
-    /// until the last ~2 s of `grace`, then makes every message still in flight visible again
-    /// (so another worker takes it at once) and returns. SQS errors are logged and retried for
-    /// ever. It returns an error only if one of its tasks fails (a bug): it then drains and
-    /// releases as at shutdown.
+    /// Its tasks: the pollers, the visibility keeper, the deleter, one task per batch. On
+    /// shutdown the pollers stop (the long poll in progress is seen through; long polls are capped
+    /// to end within the drain), running batches finish until the budget's drain ends, then every
+    /// message still in flight is made visible again (so another worker takes it at once). SQS
+    /// errors are logged and retried for ever. It fails only if one of its tasks fails (a bug),
+    /// after draining and releasing as at shutdown: the adapter then exits non-zero for its
+    /// orchestrator to restart it, rather than run crippled with `/readyz` still green.
     pub async fn run<S>(
         self,
         invoker: S,
-        max_concurrency: usize,
-        invocation_timeout: Duration,
+        config: RunConfig,
         shutdown: CancellationToken,
-        grace: Duration,
     ) -> Result<(), SqsError>
     where
         S: Invoke,
     {
+        let RunConfig {
+            max_concurrency,
+            invocation_timeout,
+            budget,
+        } = config;
         let policy = VisibilityPolicy::new(
             self.queue_visibility_timeout,
             self.args.visibility_extension_margin,
@@ -182,133 +202,113 @@ impl SqsSource {
             );
         }
         let window = Duration::from_secs(self.args.batching_window.into());
-        // The caller bounds this whole function by `grace` too: keep a slice of it for the
-        // release call, which is what makes abandoned messages visible at once.
-        let drain_for = grace.saturating_sub(RELEASE_BUDGET.min(grace / 5));
-        let in_flight = InFlight::new(
-            window + NOT_READY_PATIENCE + invocation_timeout + policy.extend_to,
-            policy,
-        );
+        let in_flight = InFlightMessages::new(window + policy.hold(invocation_timeout), policy);
+        // Pollers stop at shutdown, or when a task fails; the keeper only once batches are done.
+        let stop = shutdown.child_token();
         let keeper_stop = CancellationToken::new();
-        let mut keeper = tokio::spawn(visibility::keep_visible(
-            self.queue.clone(),
-            in_flight.clone(),
-            policy,
-            self.metrics.clone(),
-            keeper_stop.clone(),
-        ));
-        // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
-        // within the drain period; under a second would be short polling, a busy loop.
-        let max_wait = Duration::from_secs(drain_for.as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
-        let (deleter, mut deleter_task) = Deleter::start(self.queue.clone());
-        let settler = Settler {
+        let mut tasks = Tasks::default();
+        tasks.spawn(
+            KEEPER,
+            in_flight::keep_visible(
+                self.client.clone(),
+                in_flight.clone(),
+                policy,
+                self.metrics.clone(),
+                keeper_stop.clone(),
+            ),
+        );
+        let (deleter, deleting) = Deleter::start(self.client.clone());
+        let deleter_task = tasks.spawn(DELETER, deleting);
+        let runner = BatchRunner {
             deleter,
             in_flight: in_flight.clone(),
             metrics: self.metrics.clone(),
             report_batch_item_failures: self.args.report_batch_item_failures,
             invocation_timeout,
-            hold_margin: policy.extend_to,
+            policy,
             shutdown: shutdown.clone(),
             fifo: self.fifo,
         };
 
         // Several receive loops, as Lambda runs several pollers: one loop is one receive round
-        // trip at a time, which caps the drain far below what the queue serves. They hand their
-        // batches here, where batch tasks are spawned and, at shutdown, drained.
+        // trip at a time, which caps the drain far below what the queue serves.
         let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
-        // Pollers stop at shutdown, or when a task of the source fails (a poller, the deleter, the
-        // visibility keeper): then the source drains and returns the failure, and the adapter
-        // exits non-zero for its orchestrator to restart it, rather than run on crippled (fewer
-        // pollers, no deletes, no extensions) with /readyz still green.
-        let stop = shutdown.child_token();
-        let mut failure = Failure {
-            reason: None,
-            stop: stop.clone(),
+        // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
+        // within the drain; under a second would be short polling, a busy loop.
+        let max_wait =
+            Duration::from_secs(budget.drain().as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
+        let batching = Batching {
+            size: usize::from(self.args.batch_size),
+            // Not for FIFO: the messages of one group, split over concurrent batches, would run
+            // at once and out of order.
+            fill_slots: window.is_zero() && !self.fifo,
         };
-        let poller_count = self.args.poller_count(max_concurrency);
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let mut pollers = JoinSet::new();
+        let poller_count = self.args.poller_count(max_concurrency);
         for _ in 0..poller_count {
             let poller = Poller {
+                client: self.client.clone(),
                 queue: self.queue.clone(),
-                source: self.source.clone(),
                 in_flight: in_flight.clone(),
                 metrics: self.metrics.clone(),
                 health: self.health.poller(),
                 window,
                 max_wait,
-                backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+                backoff: crate::backoff::Backoff::new(
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                ),
             };
-            pollers.spawn(poll_loop(
+            let receiving = poll_loop(
                 poller,
                 slots.clone(),
-                Batching {
-                    size: usize::from(self.args.batch_size),
-                    // Not for FIFO: the messages of one group, split over concurrent batches,
-                    // would run at once and out of order.
-                    fill_slots: window.is_zero() && !self.fifo,
-                },
+                batching,
                 ready_tx.clone(),
                 stop.clone(),
-            ));
+            );
+            tasks.spawn(POLLER, receiving);
         }
         drop(ready_tx);
         tracing::debug!(pollers = poller_count, "receiving");
 
+        let mut failure: Option<TaskFailure> = None;
         let mut batches = JoinSet::new();
         let mut stopped_at: Option<Instant> = None;
-        let mut poller_stopped = |stopped: Result<Instant, tokio::task::JoinError>,
-                                  failure: &mut Failure| {
-            let at = match stopped {
-                Ok(at) if stop.is_cancelled() => at,
-                // A poller only returns once `stop` fires: before that, it failed.
-                Ok(_) => failure.set("a poller stopped on its own".to_owned()),
-                Err(error) => failure.set(format!("a poller task failed: {error}")),
-            };
-            stopped_at = Some(stopped_at.map_or(at, |first| first.min(at)));
-        };
-        // Whether the helper tasks still run (a finished `JoinHandle` must not be polled again).
-        let (mut keeper_running, mut deleter_running) = (true, true);
         loop {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
                     Some(ReadyBatch { permit, records }) => {
-                        let settler = settler.clone();
+                        let runner = runner.clone();
                         let invoker = invoker.clone();
                         batches.spawn(async move {
                             let _permit = permit;
-                            settler.process(invoker, records).await;
+                            runner.process(invoker, records).await;
                         });
                     }
-                    // Every poller has stopped: shutdown.
+                    // Every poller has stopped.
                     None => break,
                 },
-                Some(done) = batches.join_next(), if !batches.is_empty() => log_batch_task_end(done),
-                Some(stopped) = pollers.join_next() => poller_stopped(stopped, &mut failure),
-                // Both only end when told to, after this loop.
-                ended = &mut keeper, if keeper_running => {
-                    keeper_running = false;
-                    failure.set(format!("the visibility keeper ended: {}", task_end(ended)));
-                }
-                ended = &mut deleter_task, if deleter_running => {
-                    deleter_running = false;
-                    failure.set(format!("the deleter ended: {}", task_end(ended)));
+                () = stop.cancelled(), if stopped_at.is_none() => stopped_at = Some(Instant::now()),
+                Some(done) = batches.join_next(), if !batches.is_empty() => log_batch_end(done),
+                Some((task, ended)) = tasks.next() => {
+                    // Pollers end once `stop` fires; the others only when told, after this loop.
+                    if ended.is_err() || task != POLLER || !stop.is_cancelled() {
+                        record_failure(&mut failure, task, ended);
+                        stop.cancel();
+                    }
                 }
             }
-        }
-        while let Some(stopped) = pollers.join_next().await {
-            poller_stopped(stopped, &mut failure);
         }
         let stopped_at = stopped_at.unwrap_or_else(Instant::now);
 
         tracing::info!(
             batches = batches.len(),
-            drain_s = drain_for.as_secs_f64(),
+            drain_s = budget.drain().as_secs_f64(),
             "SQS source stopping: draining"
         );
-        let drained = tokio::time::timeout_at(stopped_at + drain_for, async {
+        let drained = tokio::time::timeout_at(stopped_at + budget.drain(), async {
             while let Some(done) = batches.join_next().await {
-                log_batch_task_end(done);
+                log_batch_end(done);
             }
         })
         .await;
@@ -319,115 +319,100 @@ impl SqsSource {
             );
             batches.abort_all();
             while batches.join_next().await.is_some() {}
+            // Abandoned batches' deletes go with it: their messages are still registered, and
+            // released below.
+            deleter_task.abort();
         }
-        // The deleter ends once its handles are gone and its calls done. Abandoned batches' calls
-        // are dropped with it: their messages are still tracked, and released below.
-        drop(settler);
-        if deleter_running {
-            if drained.is_err() {
-                deleter_task.abort();
-            }
-            if let Err(error) = deleter_task.await
-                && error.is_panic()
-            {
-                failure.set(format!("the deleter failed: {error}"));
-            }
-        }
+        // The deleter ends once its handles are gone and its calls done; the keeper when told.
+        drop(runner);
         keeper_stop.cancel();
-        if keeper_running && let Err(error) = keeper.await {
-            failure.set(format!("the visibility keeper failed: {error}"));
-        }
-        let left = in_flight.drain();
-        if !left.is_empty() {
-            // A few tries: a message not released waits out its visibility timeout (minutes,
-            // with the extensions) before another worker may run it. Bounded, though: the caller
-            // gives the source a few seconds past the grace period (`app::SOURCE_RELEASE_MARGIN`)
-            // and then stops waiting, and nothing would be said of the messages left.
-            let release = self
-                .queue
-                .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
-            let deadline = stopped_at + grace + RELEASE_BUDGET;
-            let Ok(report) = tokio::time::timeout_at(deadline, release).await else {
-                tracing::warn!(
-                    messages = left.len(),
-                    "the release at shutdown ran out of time; messages not released become visible when their visibility timeout ends"
-                );
-                return match failure.reason {
-                    Some(reason) => Err(SqsError::Stopped(reason)),
-                    None => Ok(()),
-                };
-            };
-            self.metrics.released.inc_by(report.done.len() as u64);
-            tracing::warn!(message_ids = ?report.done, "released in-flight messages at shutdown");
-            for (message_id, reason) in &report.failed {
-                tracing::warn!(
-                    message_id = %message_id,
-                    reason = %reason,
-                    "could not release message; it becomes visible when its visibility timeout ends"
-                );
+        while let Some((task, ended)) = tasks.next().await {
+            if matches!(&ended, Err(error) if error.is_panic()) {
+                record_failure(&mut failure, task, ended);
             }
         }
+        self.release(in_flight.drain(), stopped_at + budget.release_by())
+            .await;
         tracing::info!("SQS source stopped");
-        match failure.reason {
-            Some(reason) => Err(SqsError::Stopped(reason)),
-            None => Ok(()),
+        failure.map_or(Ok(()), |failure| Err(SqsError::Stopped(failure)))
+    }
+
+    /// Makes `left` visible again at once, so another worker takes it, by `deadline`. A few
+    /// tries: a message not released waits out its visibility timeout (minutes, with the
+    /// extensions) before another worker may run it.
+    async fn release(&self, left: Vec<super::client::Receipt>, deadline: Instant) {
+        if left.is_empty() {
+            return;
+        }
+        let release = self
+            .client
+            .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
+        let Ok(report) = tokio::time::timeout_at(deadline, release).await else {
+            tracing::warn!(
+                messages = left.len(),
+                "the release at shutdown ran out of time; messages not released become visible when their visibility timeout ends"
+            );
+            return;
+        };
+        self.metrics.released.inc_by(report.done.len() as u64);
+        tracing::warn!(message_ids = ?report.done, "released in-flight messages at shutdown");
+        for (message_id, reason) in &report.failed {
+            tracing::warn!(
+                %message_id,
+                %reason,
+                "could not release message; it becomes visible when its visibility timeout ends"
+            );
         }
     }
 }
 
-/// The first failure of one of the source's tasks, which stops the pollers.
-struct Failure {
-    reason: Option<String>,
-    stop: CancellationToken,
+/// The source's long-lived tasks under one tracker, each known by name.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<()>,
+    names: HashMap<tokio::task::Id, &'static str>,
 }
 
-impl Failure {
-    /// Records `reason` (the first one is kept), stops the pollers, and returns when.
-    fn set(&mut self, reason: String) -> Instant {
-        tracing::error!(reason = %reason, "SQS source stopping: one of its tasks failed");
-        self.reason.get_or_insert(reason);
-        self.stop.cancel();
-        Instant::now()
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> AbortHandle {
+        let handle = self.set.spawn(task);
+        self.names.insert(handle.id(), name);
+        handle
+    }
+
+    /// The next task to end, by name, and how it ended.
+    async fn next(&mut self) -> Option<(&'static str, Result<(), JoinError>)> {
+        let (id, ended) = match self.set.join_next_with_id().await? {
+            Ok((id, ())) => (id, Ok(())),
+            Err(error) => (error.id(), Err(error)),
+        };
+        Some((self.names.remove(&id).unwrap_or("task"), ended))
     }
 }
 
-/// How a helper task that should still be running ended.
-fn task_end(ended: Result<(), tokio::task::JoinError>) -> String {
-    match ended {
-        Ok(()) => "returned early".to_owned(),
-        Err(error) => error.to_string(),
-    }
+/// Keeps the first failure of a task (the later ones follow from it) and logs each.
+fn record_failure(
+    failure: &mut Option<TaskFailure>,
+    task: &'static str,
+    ended: Result<(), JoinError>,
+) {
+    let error = match ended {
+        Ok(()) => TaskFailure::Returned(task),
+        Err(source) => TaskFailure::Panicked { task, source },
+    };
+    tracing::error!(error = %error, "SQS source stopping: one of its tasks failed");
+    failure.get_or_insert(error);
 }
 
-/// Most of the shutdown grace period kept for releasing what is still in flight.
-const RELEASE_BUDGET: Duration = Duration::from_secs(2);
-
-/// How often releasing a message at shutdown is tried.
-const RELEASE_ATTEMPTS: u32 = 3;
-
-fn log_batch_task_end(done: Result<(), tokio::task::JoinError>) {
+fn log_batch_end(done: Result<(), JoinError>) {
     if let Err(error) = done
         && error.is_panic()
     {
-        // Its messages stay tracked and are released at shutdown or time out; never deleted.
-        tracing::error!(error = %error, "a batch task panicked");
+        // Its messages stay registered and are released at shutdown or time out; never deleted.
+        tracing::error!(%error, "a batch task panicked");
     }
-}
-
-/// The AWS configuration from the environment, with every SQS call bounded in time.
-///
-/// The SDK's defaults bound only the connect. A connection that goes silent without closing (a
-/// lost NAT entry, a half-open TCP connection) would then hang a receive for ever, with `/readyz`
-/// still green, or hang a delete while it holds a concurrency slot. An attempt may take the
-/// longest long poll (20 s) plus room for a slow answer; the SDK retries a timed-out attempt.
-async fn sdk_config() -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(90))
-        .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await
 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use adapter::invocation::{Invocation, InvocationResponse, InvokeError};
-use adapter::sqs::{SqsArgs, SqsSource};
+use adapter::shutdown::ShutdownBudget;
+use adapter::sqs::{RunConfig, SqsArgs, SqsSource};
 use bytes::Bytes;
 use clap::Parser;
 use serde_json::json;
@@ -31,6 +32,15 @@ async fn source(queue_url: &str, flags: &[&str]) -> SqsSource {
     SqsSource::with_config(args, &sdk_config().await, &mut registry)
         .await
         .expect("source starts")
+}
+
+/// `max_concurrency` batches at once, each allowed `timeout_s`, within a grace of `grace_s`.
+fn run_config(max_concurrency: usize, timeout_s: u64, grace_s: u64) -> RunConfig {
+    RunConfig {
+        max_concurrency,
+        invocation_timeout: Duration::from_secs(timeout_s),
+        budget: ShutdownBudget::new(Duration::from_secs(grace_s)),
+    }
 }
 
 #[derive(Default)]
@@ -66,10 +76,8 @@ async fn the_source_never_has_more_than_max_concurrency_batches_in_flight() {
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(source(&queues.url, &["--batch-size", "1"]).await.run(
         invoker,
-        3,
-        Duration::from_secs(30),
+        run_config(3, 30, 5),
         shutdown.clone(),
-        Duration::from_secs(5),
     ));
     wait_for("every message invoked and deleted", WAIT, || async {
         let all = observed.calls.load(Ordering::SeqCst) >= ids.len();
@@ -119,13 +127,7 @@ async fn an_invalid_batch_response_fails_the_whole_batch() {
             &["--batch-size", "10", "--batching-window", "1"],
         )
         .await
-        .run(
-            invoker,
-            1,
-            Duration::from_secs(30),
-            shutdown.clone(),
-            Duration::from_secs(5),
-        ),
+        .run(invoker, run_config(1, 30, 5), shutdown.clone()),
     );
     wait_for("all three invoked", WAIT, || async {
         let seen: usize = replies.lock().expect("lock").iter().map(Vec::len).sum();
@@ -182,13 +184,7 @@ async fn a_batching_window_gathers_over_receive_calls_into_one_lambda_shaped_eve
         &["--batch-size", "20", "--batching-window", "5"],
     )
     .await;
-    let run = tokio::spawn(source.run(
-        invoker,
-        1,
-        Duration::from_secs(30),
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
+    let run = tokio::spawn(source.run(invoker, run_config(1, 30, 5), shutdown.clone()));
     wait_for("all deleted", WAIT, || async {
         (queues.depth().await == (0, 0)).then_some(())
     })
@@ -258,10 +254,8 @@ async fn every_message_in_flight_at_shutdown_is_released_at_once() {
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(source(&queues.url, &["--batch-size", "1"]).await.run(
         invoker,
-        ids.len(),
-        Duration::from_secs(300),
+        run_config(ids.len(), 300, 2),
         shutdown.clone(),
-        Duration::from_secs(2),
     ));
     wait_for("every message invoked", WAIT, || async {
         (calls.load(Ordering::SeqCst) >= ids.len()).then_some(())

@@ -15,7 +15,7 @@
 //! - unknown fields (top level or in items) are ignored, as Lambda's deserialiser ignores them;
 //! - a message id listed twice is one failure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde_json::Value;
 
@@ -55,9 +55,9 @@ pub enum InvalidBatchResponse {
     UnknownIdentifier(String),
 }
 
-/// What to do with each message of a batch once the function has run.
+/// The function's verdict on each message of a batch: what to delete, what to leave.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settlement {
+pub struct Verdict {
     /// Messages to delete: the function succeeded with them.
     pub succeeded: Vec<String>,
     /// Messages to leave on the queue: they become visible again and are retried.
@@ -66,7 +66,7 @@ pub struct Settlement {
     pub batch_failure: Option<BatchFailure>,
 }
 
-impl Settlement {
+impl Verdict {
     /// Settles a batch of `message_ids` given the invocation's result.
     ///
     /// `report_batch_item_failures` is Lambda's `FunctionResponseTypes: [ReportBatchItemFailures]`:
@@ -139,6 +139,7 @@ pub fn parse<'a>(
             ));
         }
     };
+    let known: HashSet<&'a str> = message_ids.iter().copied().collect();
     let mut failed = BTreeSet::new();
     for item in items {
         let Value::Object(item) = item else {
@@ -162,9 +163,8 @@ pub fn parse<'a>(
         if id.is_empty() {
             return Err(InvalidBatchResponse::EmptyIdentifier);
         }
-        let known = message_ids
-            .iter()
-            .find(|known| **known == id.as_str())
+        let known = known
+            .get(id.as_str())
             .ok_or_else(|| InvalidBatchResponse::UnknownIdentifier(id.clone()))?;
         failed.insert(*known);
     }
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn partial_failure_deletes_only_the_others() {
-        let settled = Settlement::new(
+        let settled = Verdict::new(
             &success(r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#),
             IDS,
             true,
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn invalid_reply_fails_the_whole_batch() {
-        let settled = Settlement::new(
+        let settled = Verdict::new(
             &success(r#"{"batchItemFailures":[{"itemIdentifier":"x"}]}"#),
             IDS,
             true,
@@ -285,7 +285,7 @@ mod tests {
             "not json",
             r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#,
         ] {
-            let settled = Settlement::new(&success(body), IDS, false);
+            let settled = Verdict::new(&success(body), IDS, false);
             assert_eq!(settled.succeeded, vec!["a", "b", "c"], "{body:?}");
             assert!(settled.failed.is_empty());
         }
@@ -307,7 +307,7 @@ mod tests {
         ];
         for result in &failures {
             for report in [true, false] {
-                let settled = Settlement::new(result, IDS, report);
+                let settled = Verdict::new(result, IDS, report);
                 assert!(settled.succeeded.is_empty(), "{result:?}");
                 assert_eq!(settled.failed, vec!["a", "b", "c"]);
                 assert!(settled.batch_failure.is_some());

@@ -1,4 +1,5 @@
-//! Builds the `SqsEvent` Lambda sends for a batch of received messages.
+//! Builds the `SqsEvent` Lambda sends for a batch of received messages: message to [`Record`]
+//! (the one place a record's fields are set), records to payload.
 
 use std::collections::HashMap;
 
@@ -7,18 +8,18 @@ use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue};
 use serde_json::{Map, Value};
 
-use super::queue::Receipt;
+use super::client::Receipt;
 
-/// Where the messages come from, as each record names it.
+/// The queue's ARN and region, as each record names them (`eventSourceARN`, `awsRegion`).
 #[derive(Debug, Clone)]
-pub struct EventSource {
+pub struct QueueIdentity {
     /// `eventSourceARN`: the queue's ARN.
     pub arn: String,
     /// `awsRegion`: the queue's region.
     pub region: String,
 }
 
-impl EventSource {
+impl QueueIdentity {
     /// The source for `arn`; the region is the ARN's own (`arn:aws:sqs:<region>:...`), else
     /// `fallback_region`.
     pub fn new(arn: String, fallback_region: &str) -> Self {
@@ -53,7 +54,7 @@ pub fn receipt(message: &Message) -> Option<Receipt> {
 }
 
 /// The record Lambda would put in `Records` for `message`.
-pub fn record(message: &Message, source: &EventSource) -> Option<Record> {
+pub fn record(message: &Message, queue: &QueueIdentity) -> Option<Record> {
     let receipt = receipt(message)?;
     let mut record = SqsMessage::default();
     record.message_id = Some(receipt.message_id.clone());
@@ -80,8 +81,8 @@ pub fn record(message: &Message, source: &EventSource) -> Option<Record> {
         })
         .unwrap_or_default();
     record.event_source = Some("aws:sqs".to_owned());
-    record.event_source_arn = Some(source.arn.clone());
-    record.aws_region = Some(source.region.clone());
+    record.event_source_arn = Some(queue.arn.clone());
+    record.aws_region = Some(queue.region.clone());
 
     let mut json = serde_json::to_value(&record).ok()?;
     strip_nulls(&mut json);
@@ -166,8 +167,8 @@ mod tests {
     /// (`src/fixtures/example-sqs-event.json`).
     const FIXTURE: &str = include_str!("fixtures/example-sqs-event.json");
 
-    fn source() -> EventSource {
-        EventSource::new(
+    fn source() -> QueueIdentity {
+        QueueIdentity::new(
             "arn:aws:sqs:us-west-2:123456789012:SQSQueue".to_owned(),
             "us-east-1",
         )
@@ -275,11 +276,11 @@ mod tests {
     #[test]
     fn region_comes_from_the_arn_else_the_fallback() {
         assert_eq!(
-            EventSource::new("arn:aws:sqs:eu-west-1:1:q".into(), "us-east-1").region,
+            QueueIdentity::new("arn:aws:sqs:eu-west-1:1:q".into(), "us-east-1").region,
             "eu-west-1"
         );
         assert_eq!(
-            EventSource::new("not-an-arn".into(), "us-east-1").region,
+            QueueIdentity::new("not-an-arn".into(), "us-east-1").region,
             "us-east-1"
         );
     }

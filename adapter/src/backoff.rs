@@ -1,4 +1,4 @@
-//! Exponential backoff with jitter, for retrying SQS calls.
+//! Exponential backoff with jitter: the one backoff of the adapter (SQS calls, process restarts).
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;

@@ -1,60 +1,37 @@
 //! One batch's life after it is gathered: invoke the function, read its verdict, delete what
 //! succeeded, leave what failed, keep for release what shutdown cut short.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::MAX_PAYLOAD_BYTES;
-use super::backoff::Backoff;
-use super::batch_response::Settlement;
+use super::client::Receipt;
 use super::deleter::Deleter;
-use super::event::{self, Record};
-use super::metrics::{InFlightGuard, SqsMetrics};
-use super::queue::Receipt;
-use super::visibility::InFlight;
+use super::in_flight::{InFlightMessages, VisibilityPolicy, wait_for_process};
+use super::metrics::SqsMetrics;
+use super::record::{self, Record};
+use super::reply::Verdict;
+use crate::gauge::GaugeGuard;
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
-/// How long after a process died a shutdown still counts as its cause.
+/// How long after a process died a shutdown still counts as its cause. Kept because a terminal's
+/// Ctrl-C reaches the function processes and the adapter together, and nothing tells which
+/// arrives first: without it, those batches would wait out a visibility timeout.
 const SIGNAL_SETTLE: Duration = Duration::from_secs(1);
 
-/// How long a batch waits for a function process to come back before it counts as failed.
-pub(crate) const NOT_READY_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Invokes, retrying while no function process is up (one is restarting after a crash): the
-/// function never saw the batch, and failing it at once would spend a receive of every message
-/// and, with a low `maxReceiveCount`, send good messages to the DLQ while the function restarts.
-/// The batch's slot stays taken meanwhile, so the poller does not churn through the queue.
-async fn invoke_when_ready<S>(
-    invoker: S,
-    invocation: Invocation,
-) -> Result<InvocationResponse, InvokeError>
-where
-    S: Invoke,
-{
-    let give_up = tokio::time::Instant::now() + NOT_READY_PATIENCE;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    loop {
-        let result = invoker.clone().oneshot(invocation.clone()).await;
-        if !matches!(result, Err(InvokeError::NotReady)) || tokio::time::Instant::now() >= give_up {
-            return result;
-        }
-        tokio::time::sleep(backoff.next_delay()).await;
-    }
-}
-
-/// Invokes with one batch and settles it. Cheap to clone: one per batch task.
+/// Runs one batch at a time and settles it. Cheap to clone: one per batch task.
 #[derive(Debug, Clone)]
-pub(crate) struct Settler {
+pub(crate) struct BatchRunner {
     /// Deletes what succeeded, together with other batches' deletes.
     pub(crate) deleter: Deleter,
-    pub(crate) in_flight: InFlight,
+    pub(crate) in_flight: InFlightMessages,
     pub(crate) metrics: SqsMetrics,
     pub(crate) report_batch_item_failures: bool,
     pub(crate) invocation_timeout: Duration,
-    /// How long past its invocation's end a message may stay hidden: one extension.
-    pub(crate) hold_margin: Duration,
+    pub(crate) policy: VisibilityPolicy,
     /// The adapter's shutdown: failures it causes are not the batch's.
     pub(crate) shutdown: CancellationToken,
     /// A FIFO queue: a batch's parts stop at the first failure, to keep its groups in order.
@@ -63,12 +40,12 @@ pub(crate) struct Settler {
 
 /// How one invocation's messages were settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
+enum PartOutcome {
     /// None failed (deletes may still have failed: those come back, in order).
     Clean,
     /// Some failed: they come back after their visibility timeout.
     Failed,
-    /// Cut short by shutdown: still tracked, to be released.
+    /// Cut short by shutdown: still registered, to be released.
     Released,
 }
 
@@ -88,10 +65,8 @@ fn released_at_shutdown(
     }
 }
 
-impl Settler {
-    /// Whether shutdown has begun, or begins within a moment of a process dying: a terminal's
-    /// Ctrl-C reaches the function processes and the adapter together, and the processes may
-    /// die (and this batch fail) before the adapter has seen its own signal.
+impl BatchRunner {
+    /// Whether shutdown has begun, or begins within [`SIGNAL_SETTLE`] of a process dying.
     async fn shutting_down_soon(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
         if self.shutdown.is_cancelled() {
             return true;
@@ -107,22 +82,23 @@ impl Settler {
             .is_ok()
     }
 
+    /// Runs `records` (in parts under Lambda's payload limit) and settles each part.
     pub(crate) async fn process<S>(&self, invoker: S, records: Vec<Record>)
     where
         S: Invoke,
     {
-        let _in_flight = InFlightGuard::new(&self.metrics.batches_in_flight);
+        let _in_flight = GaugeGuard::new(&self.metrics.batches_in_flight);
         // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
         // run one after the other in this batch's slot.
-        let parts = event::split_by_size(records, MAX_PAYLOAD_BYTES);
+        let parts = record::split_by_size(records, MAX_PAYLOAD_BYTES);
         for (index, part) in parts.iter().enumerate() {
             // Each part may take its full time: keep this part and those after it invisible for
             // that long (the hold set at receive time only covers one invocation).
-            let hold = NOT_READY_PATIENCE + self.invocation_timeout + self.hold_margin;
             let waiting = parts[index..].iter().flatten();
+            let hold = self.policy.hold(self.invocation_timeout);
             self.in_flight.hold_for(waiting.map(|r| &r.receipt), hold);
-            let settled = self.invoke_and_settle(invoker.clone(), part).await;
-            if self.fifo && settled != Settled::Clean {
+            let outcome = self.invoke_and_settle(invoker.clone(), part).await;
+            if self.fifo && outcome != PartOutcome::Clean {
                 // The later parts may hold later messages of a failed group: running them now
                 // would put those before the retry. Unrun, they fail with it (or are released).
                 let rest: Vec<&Receipt> = parts[index + 1..]
@@ -130,7 +106,7 @@ impl Settler {
                     .flatten()
                     .map(|r| &r.receipt)
                     .collect();
-                if settled == Settled::Failed && !rest.is_empty() {
+                if outcome == PartOutcome::Failed && !rest.is_empty() {
                     self.in_flight.untrack(rest.iter().copied());
                     self.metrics.failed.inc_by(rest.len() as u64);
                     let ids: Vec<&str> = rest.iter().map(|r| r.message_id.as_str()).collect();
@@ -141,7 +117,7 @@ impl Settler {
         }
     }
 
-    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record]) -> Settled
+    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record]) -> PartOutcome
     where
         S: Invoke,
     {
@@ -149,46 +125,44 @@ impl Settler {
             .iter()
             .map(|r| r.receipt.message_id.as_str())
             .collect();
-        let invocation = Invocation::new(event::payload(records), self.invocation_timeout);
-        tracing::debug!(request_id = %invocation.request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
+        let invocation = Invocation::new(record::payload(records), self.invocation_timeout)
+            .waiting_for_process(wait_for_process(self.invocation_timeout));
         let request_id = invocation.request_id.clone();
-        let result = invoke_when_ready(invoker, invocation).await;
+        tracing::debug!(%request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
+        let result = invoker.oneshot(invocation).await;
         if released_at_shutdown(&result, self.shutting_down_soon(&result).await) {
-            // Not the messages' fault: keep them tracked so shutdown releases them at once
+            // Not the messages' fault: keep them registered so shutdown releases them at once
             // instead of leaving them hidden for a visibility timeout.
-            tracing::debug!(request_id = %request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
-            return Settled::Released;
+            tracing::debug!(%request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
+            return PartOutcome::Released;
         }
-        let settlement = Settlement::new(&result, &ids, self.report_batch_item_failures);
-
-        if !settlement.failed.is_empty() {
+        let verdict = Verdict::new(&result, &ids, self.report_batch_item_failures);
+        let failed: HashSet<&str> = verdict.failed.iter().map(String::as_str).collect();
+        let (failed_records, succeeded): (Vec<&Record>, Vec<&Record>) = records
+            .iter()
+            .partition(|r| failed.contains(r.receipt.message_id.as_str()));
+        if !failed.is_empty() {
             // Left alone: visible again when the last extension runs out, as in Lambda; the
             // queue's redrive policy counts the receive and moves poison messages to the DLQ.
-            let failed = records
-                .iter()
-                .filter(|r| settlement.failed.contains(&r.receipt.message_id));
-            self.in_flight.untrack(failed.map(|r| &r.receipt));
-            self.metrics.failed.inc_by(settlement.failed.len() as u64);
-            let reason = settlement.batch_failure.as_ref().map_or_else(
+            self.in_flight
+                .untrack(failed_records.iter().map(|r| &r.receipt));
+            self.metrics.failed.inc_by(verdict.failed.len() as u64);
+            let reason = verdict.batch_failure.as_ref().map_or_else(
                 || "reported in batchItemFailures".to_owned(),
                 ToString::to_string,
             );
-            tracing::warn!(request_id = %request_id, message_ids = ?settlement.failed, reason = %reason, "SQS messages failed; they will be retried");
+            tracing::warn!(%request_id, message_ids = ?verdict.failed, %reason, "SQS messages failed; they will be retried");
         }
-        let settled = if settlement.failed.is_empty() {
-            Settled::Clean
+        let outcome = if failed.is_empty() {
+            PartOutcome::Clean
         } else {
-            Settled::Failed
+            PartOutcome::Failed
         };
-        if settlement.succeeded.is_empty() {
-            return settled;
+        if succeeded.is_empty() {
+            return outcome;
         }
-        let receipts: Vec<Receipt> = records
-            .iter()
-            .filter(|r| settlement.succeeded.contains(&r.receipt.message_id))
-            .map(|r| r.receipt.clone())
-            .collect();
-        // Still tracked (and extended) while the delete is retried, so they do not reappear.
+        let receipts: Vec<Receipt> = succeeded.iter().map(|r| r.receipt.clone()).collect();
+        // Still registered (and extended) while the delete is retried, so they do not reappear.
         let report = self.deleter.delete(receipts.clone()).await;
         self.in_flight.untrack(&receipts);
         self.metrics.deleted.inc_by(report.done.len() as u64);
@@ -196,10 +170,10 @@ impl Settler {
             .delete_errors
             .inc_by(report.failed.len() as u64);
         for (message_id, reason) in &report.failed {
-            tracing::warn!(message_id = %message_id, reason = %reason, "could not delete a processed message; it will be delivered again");
+            tracing::warn!(%message_id, %reason, "could not delete a processed message; it will be delivered again");
         }
-        tracing::debug!(request_id = %request_id, deleted = report.done.len(), "SQS batch settled");
-        settled
+        tracing::debug!(%request_id, deleted = report.done.len(), "SQS batch settled");
+        outcome
     }
 }
 
@@ -265,65 +239,33 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn not_ready_is_retried_until_a_process_is_back() {
-        let ok = Ok(InvocationResponse::Success(Bytes::from_static(b"{}")));
-        let (invoker, calls) = scripted(vec![
-            Err(InvokeError::NotReady),
-            Err(InvokeError::NotReady),
-            ok.clone(),
-        ]);
-        let result =
-            invoke_when_ready(invoker, Invocation::new("{}", Duration::from_secs(1))).await;
-        assert_eq!(result, ok);
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn other_failures_are_not_retried() {
-        for failure in [
-            Err(InvokeError::Timeout { seconds: 1.0 }),
-            Err(InvokeError::ExitError {
-                detail: "exit status 3".into(),
-            }),
-            Ok(InvocationResponse::FunctionError {
-                error_type: "Boom".into(),
-                payload: Bytes::new(),
-            }),
-        ] {
-            let (invoker, calls) = scripted(vec![failure.clone()]);
-            let result =
-                invoke_when_ready(invoker, Invocation::new("{}", Duration::from_secs(1))).await;
-            assert_eq!(result, failure);
-            assert_eq!(calls.load(Ordering::SeqCst), 1);
-        }
-    }
-
-    /// A settler whose deletes are only counted, over `fifo` or standard queue semantics.
-    fn settler(fifo: bool) -> (Settler, Arc<AtomicUsize>) {
+    /// A runner whose deletes are only counted, over `fifo` or standard queue semantics.
+    fn runner(fifo: bool) -> (BatchRunner, Arc<AtomicUsize>) {
         let deleted = Arc::new(AtomicUsize::new(0));
         let counter = deleted.clone();
-        let (deleter, _task) = Deleter::start_with(move |receipts: Vec<Receipt>| {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let (deleter, task) = Deleter::start_with(slots, move |receipts: Vec<Receipt>, _| {
             counter.fetch_add(receipts.len(), Ordering::SeqCst);
             async move {
-                crate::sqs::queue::BatchReport {
+                crate::sqs::client::BatchReport {
                     done: receipts.into_iter().map(|r| r.message_id).collect(),
                     ..Default::default()
                 }
             }
         });
-        let policy = crate::sqs::visibility::VisibilityPolicy::new(Duration::from_secs(30), 0.5);
-        let settler = Settler {
+        tokio::spawn(task);
+        let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
+        let runner = BatchRunner {
             deleter,
-            in_flight: InFlight::new(Duration::from_secs(60), policy),
+            in_flight: InFlightMessages::new(Duration::from_secs(60), policy),
             metrics: SqsMetrics::register(&mut prometheus_client::registry::Registry::default()),
             report_batch_item_failures: true,
             invocation_timeout: Duration::from_secs(5),
-            hold_margin: Duration::from_secs(30),
+            policy,
             shutdown: CancellationToken::new(),
             fifo,
         };
-        (settler, deleted)
+        (runner, deleted)
     }
 
     /// Two records too large to share one invocation (Lambda's 6 MB), so the batch runs in two
@@ -350,11 +292,11 @@ mod tests {
         });
         let ok = Ok(InvocationResponse::Success(Bytes::from_static(b"{}")));
         for (fifo, invocations, failed, deleted) in [(true, 1, 2, 0), (false, 2, 1, 1)] {
-            let (settler, deletes) = settler(fifo);
+            let (runner, deletes) = runner(fifo);
             let (invoker, calls) = scripted(vec![failure.clone(), ok.clone()]);
-            settler.process(invoker, two_part_batch()).await;
+            runner.process(invoker, two_part_batch()).await;
             assert_eq!(calls.load(Ordering::SeqCst), invocations, "fifo: {fifo}");
-            assert_eq!(settler.metrics.failed.get(), failed, "fifo: {fifo}");
+            assert_eq!(runner.metrics.failed.get(), failed, "fifo: {fifo}");
             assert_eq!(deletes.load(Ordering::SeqCst), deleted, "fifo: {fifo}");
         }
     }

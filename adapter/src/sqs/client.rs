@@ -1,5 +1,13 @@
-//! The SQS calls the source makes, with the batching and retrying SQS needs.
+//! [`QueueClient`]: every SQS call the source makes, and the one place they are retried and
+//! limited.
+//!
+//! One retry layer: the SDK's own retries are off (see [`sdk_config`]); batch calls are retried
+//! here per entry (SQS fails entries one by one, which the SDK cannot see), receives by the
+//! pollers' backoff, and the start by `SqsSource::connect`. Throttling and 5xx are retried, a
+//! definite 4xx is not. One concurrency limit: at most [`CALLS_IN_FLIGHT`] batch calls at once,
+//! deletes, extensions and the release at shutdown together.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -9,19 +17,36 @@ use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
-use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::backoff::Backoff;
+use super::MAX_PER_RECEIVE;
+use crate::backoff::Backoff;
 
-/// Most entries SQS takes in one batch call.
-const MAX_BATCH_ENTRIES: usize = 10;
-
-/// Batch calls in flight at once for one operation: releasing a thousand messages at shutdown one
-/// call after another would take a hundred round trips of the release's short budget.
-const CHUNKS_IN_FLIGHT: usize = 8;
+/// Most batch calls in flight at once. Enough that releasing a thousand messages at shutdown
+/// fits the release's short budget, and that the deleter, which waits for a free call, coalesces
+/// the deletes of small batches under load.
+pub(crate) const CALLS_IN_FLIGHT: usize = 8;
 
 /// How often a delete is tried before the message is left to come back.
 const DELETE_ATTEMPTS: u32 = 6;
+
+/// The AWS configuration from the environment, every SQS call bounded in time, no SDK retries.
+///
+/// The SDK's defaults bound only the connect. A connection that goes silent without closing (a
+/// lost NAT entry, a half-open TCP connection) would then hang a receive for ever, with `/readyz`
+/// still green, or hang a delete while it holds a concurrency slot. A call may take the longest
+/// long poll (20 s) plus room for a slow answer. Retries are ours (module docs).
+pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
 
 /// A received message's identity: what deleting it or changing its visibility needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +60,11 @@ pub struct Receipt {
 /// A failed SQS call, its SDK error rendered with all its context.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
-pub(crate) struct CallError {
+pub struct CallError {
     message: String,
     /// Whether trying again may help: SQS unreachable, timed out, throttled or failing (5xx).
     /// A 4xx answer (no such queue, access denied) will not change by itself.
-    pub(crate) retryable: bool,
+    pub retryable: bool,
 }
 
 impl CallError {
@@ -89,16 +114,21 @@ pub(crate) struct BatchReport {
     pub(crate) rejected: Vec<Receipt>,
 }
 
-/// One queue and the client that reaches it.
+/// The SQS client for one queue, with the batch-call limit. Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct Queue {
+pub(crate) struct QueueClient {
     client: Client,
     url: String,
+    calls: Arc<Semaphore>,
 }
 
-impl Queue {
+impl QueueClient {
     pub(crate) fn new(client: Client, url: String) -> Self {
-        Self { client, url }
+        Self {
+            client,
+            url,
+            calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT)),
+        }
     }
 
     pub(crate) async fn attributes(&self) -> Result<QueueAttributes, CallError> {
@@ -122,20 +152,19 @@ impl Queue {
     }
 
     /// One `ReceiveMessage` call: at most `max` (1..=10) messages, long-polling `wait`, with every
-    /// system and message attribute, as Lambda asks for them.
+    /// system and message attribute, as Lambda asks for them. Not retried here: the poller backs
+    /// off and calls again.
     pub(crate) async fn receive(
         &self,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Message>, CallError> {
-        let max = max.clamp(1, MAX_BATCH_ENTRIES) as i32;
-        let wait = wait.as_secs().min(20) as i32;
         let output = self
             .client
             .receive_message()
             .queue_url(&self.url)
-            .max_number_of_messages(max)
-            .wait_time_seconds(wait)
+            .max_number_of_messages(max.clamp(1, MAX_PER_RECEIVE) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
@@ -144,15 +173,25 @@ impl Queue {
         Ok(output.messages.unwrap_or_default())
     }
 
-    /// Deletes `receipts`, retrying what fails for a few seconds. What is still not deleted is
-    /// reported failed and will be delivered again: at-least-once, never lost.
-    pub(crate) async fn delete(&self, receipts: &[Receipt]) -> BatchReport {
-        self.batch(BatchCall::Delete, receipts, DELETE_ATTEMPTS)
+    /// The batch-call slots, for the deleter, which gathers asks while it waits for one.
+    pub(crate) fn call_slots(&self) -> Arc<Semaphore> {
+        self.calls.clone()
+    }
+
+    /// Deletes `receipts`, retrying what fails for a few seconds; `slot` is a call slot already
+    /// taken for the first call. What is still not deleted is reported failed and will be
+    /// delivered again: at-least-once, never lost.
+    pub(crate) async fn delete(
+        &self,
+        receipts: &[Receipt],
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> BatchReport {
+        self.batch(BatchCall::Delete, receipts, DELETE_ATTEMPTS, slot)
             .await
     }
 
-    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once), trying
-    /// what fails up to `attempts` times.
+    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once),
+    /// trying what fails up to `attempts` times.
     pub(crate) async fn change_visibility(
         &self,
         receipts: &[Receipt],
@@ -160,26 +199,25 @@ impl Queue {
         attempts: u32,
     ) -> BatchReport {
         let seconds = timeout.as_secs().min(43_200) as i32;
-        self.batch(BatchCall::ChangeVisibility { seconds }, receipts, attempts)
-            .await
+        let call = BatchCall::ChangeVisibility { seconds };
+        self.batch(call, receipts, attempts, None).await
     }
 
-    /// Runs `call` over `receipts` in chunks of ten, up to [`CHUNKS_IN_FLIGHT`] at once, each
-    /// entry tried up to `attempts` times with a backoff between. Entries SQS refuses for good (the
-    /// sender's fault, such as an expired receipt handle) are not tried again.
-    async fn batch(&self, call: BatchCall, receipts: &[Receipt], attempts: u32) -> BatchReport {
-        // The calls made first, then streamed: a stream that maps with a closure trips the
-        // compiler's `Send` check for the spawned tasks that await this.
-        let calls: Vec<_> = receipts
-            .chunks(MAX_BATCH_ENTRIES)
-            .map(|chunk| self.batch_chunk(call, chunk, attempts))
-            .collect();
-        let reports: Vec<BatchReport> = futures::stream::iter(calls)
-            .buffered(CHUNKS_IN_FLIGHT)
-            .collect()
-            .await;
+    /// Runs `call` over `receipts` in chunks of ten (each waits for a call slot), each entry tried
+    /// up to `attempts` times with a backoff between. Entries SQS refuses for good (the sender's
+    /// fault, such as an expired receipt handle) are not tried again.
+    async fn batch(
+        &self,
+        call: BatchCall,
+        receipts: &[Receipt],
+        attempts: u32,
+        mut slot: Option<OwnedSemaphorePermit>,
+    ) -> BatchReport {
+        let chunks = receipts
+            .chunks(MAX_PER_RECEIVE)
+            .map(|chunk| self.chunk(call, chunk, attempts, slot.take()));
         let mut report = BatchReport::default();
-        for chunk in reports {
+        for chunk in futures::future::join_all(chunks).await {
             report.done.extend(chunk.done);
             report.failed.extend(chunk.failed);
             report.rejected.extend(chunk.rejected);
@@ -187,8 +225,14 @@ impl Queue {
         report
     }
 
-    /// [`Queue::batch`] for one chunk of at most ten receipts.
-    async fn batch_chunk(&self, call: BatchCall, chunk: &[Receipt], attempts: u32) -> BatchReport {
+    /// [`QueueClient::batch`] for one chunk of at most ten receipts.
+    async fn chunk(
+        &self,
+        call: BatchCall,
+        chunk: &[Receipt],
+        attempts: u32,
+        mut slot: Option<OwnedSemaphorePermit>,
+    ) -> BatchReport {
         let mut report = BatchReport::default();
         let mut pending: Vec<&Receipt> = chunk.iter().collect();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
@@ -197,34 +241,34 @@ impl Queue {
             if attempt > 1 {
                 tokio::time::sleep(backoff.next_delay()).await;
             }
-            match self.batch_once(call, &pending).await {
+            // Held for the call only: a chunk backing off leaves the slot to others.
+            let _slot = match slot.take() {
+                Some(slot) => Some(slot),
+                // Never closed; were it, the call would go unlimited rather than not at all.
+                None => self.calls.clone().acquire_owned().await.ok(),
+            };
+            match self.call_once(call, &pending).await {
                 Ok(outcome) => {
                     report.done.extend(outcome.done);
                     let (permanent, retry): (Vec<_>, Vec<_>) =
                         outcome.failed.into_iter().partition(|f| f.sender_fault);
                     for failure in permanent {
-                        if let Some(receipt) = pending.get(failure.index) {
-                            report.rejected.push((*receipt).clone());
-                        }
+                        report.rejected.push(pending[failure.index].clone());
                         report.failed.push((failure.message_id, failure.reason));
                     }
                     if let Some(first) = retry.first() {
                         last_error.clone_from(&first.reason);
                     }
                     // By position, not id: one chunk may hold two deliveries of a message.
-                    let again: Vec<usize> = retry.iter().map(|f| f.index).collect();
-                    pending = again
-                        .into_iter()
-                        .filter_map(|i| pending.get(i).copied())
-                        .collect();
+                    pending = retry.iter().map(|f| pending[f.index]).collect();
                 }
                 Err(error) => {
                     // Deletes say it here; visibility changes are reported per message by their
                     // callers, every tick while SQS is out of reach.
                     if matches!(call, BatchCall::Delete) {
-                        tracing::warn!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
+                        tracing::warn!(%error, attempt, queue_url = %self.url, "{} failed", call.name());
                     } else {
-                        tracing::debug!(error = %error, attempt, queue_url = %self.url, "{} failed", call.name());
+                        tracing::debug!(%error, attempt, queue_url = %self.url, "{} failed", call.name());
                     }
                     last_error = error.to_string();
                     if !error.retryable {
@@ -236,32 +280,31 @@ impl Queue {
                 break;
             }
         }
-        report.failed.extend(
-            pending
-                .into_iter()
-                .map(|r| (r.message_id.clone(), last_error.clone())),
-        );
+        let failed = pending.into_iter();
+        report
+            .failed
+            .extend(failed.map(|r| (r.message_id.clone(), last_error.clone())));
         report
     }
 
-    async fn batch_once(
+    /// One batch call for `receipts`; entry ids are their positions.
+    async fn call_once(
         &self,
         call: BatchCall,
         receipts: &[&Receipt],
     ) -> Result<EntryOutcome, CallError> {
-        match call {
+        let entries = receipts.iter().enumerate();
+        let (successful, failed): (Vec<String>, Vec<BatchResultErrorEntry>) = match call {
             BatchCall::Delete => {
-                let entries = receipts
-                    .iter()
-                    .enumerate()
+                let entries = entries
                     .map(|(i, r)| {
                         DeleteMessageBatchRequestEntry::builder()
                             .id(i.to_string())
                             .receipt_handle(&r.receipt_handle)
                             .build()
-                            .map_err(CallError::from_build)
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(CallError::from_build)?;
                 let output = self
                     .client
                     .delete_message_batch()
@@ -270,26 +313,20 @@ impl Queue {
                     .send()
                     .await
                     .map_err(CallError::from_sdk)?;
-                let successful = output.successful().iter().map(|s| s.id());
-                Ok(EntryOutcome::from_ids(
-                    receipts,
-                    successful,
-                    failures(output.failed()),
-                ))
+                let ok = output.successful().iter().map(|s| s.id().to_owned());
+                (ok.collect(), output.failed().to_vec())
             }
             BatchCall::ChangeVisibility { seconds } => {
-                let entries = receipts
-                    .iter()
-                    .enumerate()
+                let entries = entries
                     .map(|(i, r)| {
                         ChangeMessageVisibilityBatchRequestEntry::builder()
                             .id(i.to_string())
                             .receipt_handle(&r.receipt_handle)
                             .visibility_timeout(seconds)
                             .build()
-                            .map_err(CallError::from_build)
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(CallError::from_build)?;
                 let output = self
                     .client
                     .change_message_visibility_batch()
@@ -298,14 +335,19 @@ impl Queue {
                     .send()
                     .await
                     .map_err(CallError::from_sdk)?;
-                let successful = output.successful().iter().map(|s| s.id());
-                Ok(EntryOutcome::from_ids(
-                    receipts,
-                    successful,
-                    failures(output.failed()),
-                ))
+                let ok = output.successful().iter().map(|s| s.id().to_owned());
+                (ok.collect(), output.failed().to_vec())
             }
-        }
+        };
+        let failed = failed.iter().map(|f| {
+            let reason = format!("{}: {}", f.code(), f.message().unwrap_or(""));
+            (f.id(), f.sender_fault(), reason)
+        });
+        Ok(EntryOutcome::from_ids(
+            receipts,
+            successful.iter().map(String::as_str),
+            failed,
+        ))
     }
 }
 
@@ -323,17 +365,6 @@ impl BatchCall {
             BatchCall::ChangeVisibility { .. } => "ChangeMessageVisibilityBatch",
         }
     }
-}
-
-/// A batch call's failed entries as `(entry id, sender's fault, reason)`.
-fn failures(failed: &[BatchResultErrorEntry]) -> impl Iterator<Item = (&str, bool, String)> {
-    failed.iter().map(|f| {
-        (
-            f.id(),
-            f.sender_fault(),
-            format!("{}: {}", f.code(), f.message().unwrap_or("")),
-        )
-    })
 }
 
 struct EntryFailure {
@@ -366,23 +397,16 @@ impl EntryOutcome {
             }
         }
         let mut failures = Vec::new();
-        for (i, sender_fault, reason) in failed.filter_map(|(id, f, r)| Some((index(id)?, f, r))) {
-            if !std::mem::replace(&mut answered[i], true) {
+        let failed = failed.filter_map(|(id, fault, reason)| Some((index(id)?, fault, reason)));
+        let silent = (0..receipts.len()).map(|i| (i, false, "not in the SQS response".to_owned()));
+        // Silent entries last: any entry SQS did answer keeps that answer.
+        for (index, sender_fault, reason) in failed.chain(silent) {
+            if !std::mem::replace(&mut answered[index], true) {
                 failures.push(EntryFailure {
-                    index: i,
-                    message_id: receipts[i].message_id.clone(),
+                    index,
+                    message_id: receipts[index].message_id.clone(),
                     sender_fault,
                     reason,
-                });
-            }
-        }
-        for (i, receipt) in receipts.iter().enumerate() {
-            if !answered[i] {
-                failures.push(EntryFailure {
-                    index: i,
-                    message_id: receipt.message_id.clone(),
-                    sender_fault: false,
-                    reason: "not in the SQS response".to_owned(),
                 });
             }
         }

@@ -1,20 +1,21 @@
-//! Keeps received messages invisible while they are gathered and processed.
+//! The messages received and not yet settled ([`InFlightMessages`]), and the keeper task that
+//! keeps them invisible while they are gathered and processed.
 //!
-//! Every received message is tracked here until its batch is settled. One keeper task extends the
-//! visibility of every tracked message when `first_after` has passed since it was received (then
-//! `extend_after` since its last extension), to `extend_to` from then. A message is never extended past its hold limit (the
-//! batching window plus the invocation timeout plus one visibility timeout), so a stuck batch
-//! cannot hide a message for ever. At shutdown, what is still tracked is drained and released.
+//! One keeper extends the visibility of every registered message when `first_after` has passed
+//! since it was received (then `extend_after` since its last extension), to `extend_to` from then,
+//! never past its hold ([`VisibilityPolicy::hold`]), so a stuck batch cannot hide a message for
+//! ever. At shutdown, what is still registered is drained and released.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::client::{QueueClient, Receipt};
 use super::metrics::SqsMetrics;
-use super::queue::{Queue, Receipt};
+use crate::lock::lock;
 
 /// When and how far to extend visibility, derived from the queue's visibility timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,23 @@ impl VisibilityPolicy {
             tick,
         }
     }
+
+    /// How long a message may be held (kept invisible by extensions) from the moment its
+    /// invocation is handed to the host: the wait for a process, the run, and one extension's
+    /// worth past its end for the delete. The one formula for it; a gathered message adds the
+    /// batching window.
+    pub fn hold(&self, invocation_timeout: Duration) -> Duration {
+        wait_for_process(invocation_timeout) + invocation_timeout + self.extend_to
+    }
+}
+
+/// How long a batch may wait for a function process (one restarting after a crash) before it
+/// counts as failed: 30 s, or the invocation timeout if longer. The function never saw the batch;
+/// failing it at once would spend a receive of every message and, with a low `maxReceiveCount`,
+/// send good messages to the DLQ while the function restarts. The host does the waiting
+/// ([`crate::invocation::Invocation::max_wait_for_process`]).
+pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
+    invocation_timeout.max(Duration::from_secs(30))
 }
 
 #[derive(Debug)]
@@ -61,15 +79,25 @@ struct Entry {
     hold_until: Instant,
 }
 
-/// The messages received and not yet settled, shared by the poller, batches and the keeper.
+/// The messages received and not yet settled: shared by the pollers (register), the batch tasks
+/// (hold, unregister), the keeper (extend) and the source (drain at shutdown).
+///
+/// Invariants:
+/// - A message is registered from its receive until its batch settles it: deleted, failed (left
+///   to come back) or, at shutdown, drained for release. Whatever is registered at shutdown is
+///   released; nothing else is.
+/// - One entry per message id, for its latest receipt handle. A change for a receipt whose handle
+///   is not the registered one (an older delivery of a duplicate) changes nothing.
+/// - An entry is extended only while `now < hold_until`, so a stuck batch hides it for a bounded
+///   time; SQS refusing an entry for good ends its extensions, not its registration.
 #[derive(Debug, Clone)]
-pub struct InFlight {
+pub struct InFlightMessages {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     max_hold: Duration,
     policy: VisibilityPolicy,
 }
 
-impl InFlight {
+impl InFlightMessages {
     /// An empty registry, its messages due for extension as `policy` says; no message is extended
     /// more than `max_hold` after it was tracked.
     pub fn new(max_hold: Duration, policy: VisibilityPolicy) -> Self {
@@ -81,9 +109,7 @@ impl InFlight {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // The map stays consistent even if a holder panicked: every update is a single insert or
-        // remove.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.entries)
     }
 
     /// Starts tracking messages received at `received_at`.
@@ -187,8 +213,8 @@ impl InFlight {
 
 /// The keeper task: extends due messages until `stop` fires.
 pub(crate) async fn keep_visible(
-    queue: Queue,
-    in_flight: InFlight,
+    queue: QueueClient,
+    in_flight: InFlightMessages,
     policy: VisibilityPolicy,
     metrics: SqsMetrics,
     stop: CancellationToken,
@@ -225,12 +251,16 @@ pub(crate) async fn keep_visible(
             seconds = policy.extend_to.as_secs(),
             "extended visibility"
         );
+        let refused: std::collections::HashSet<&str> = report
+            .rejected
+            .iter()
+            .map(|r| r.message_id.as_str())
+            .collect();
         for (message_id, reason) in &report.failed {
             // One refused now and then is a message settled meanwhile (deleted, so its handle is
             // no longer valid); all of them failing otherwise is SQS out of reach, and they may
             // reappear.
-            let refused = report.rejected.iter().any(|r| &r.message_id == message_id);
-            if report.done.is_empty() && !refused {
+            if report.done.is_empty() && !refused.contains(message_id.as_str()) {
                 tracing::warn!(message_id = %message_id, reason = %reason, "could not extend visibility");
             } else {
                 tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
@@ -279,7 +309,7 @@ mod tests {
     fn due_selects_stale_untracked_are_gone_and_hold_is_bounded() {
         let start = Instant::now();
         let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
-        let in_flight = InFlight::new(Duration::from_secs(100), policy);
+        let in_flight = InFlightMessages::new(Duration::from_secs(100), policy);
         in_flight.track(&[receipt("a"), receipt("b")], start);
         in_flight.track(&[receipt("c")], start + Duration::from_secs(10));
         let at = |s| start + Duration::from_secs(s);
@@ -313,7 +343,7 @@ mod tests {
     fn a_message_from_a_one_second_queue_is_due_before_it_reappears() {
         let start = Instant::now();
         let policy = VisibilityPolicy::new(Duration::from_secs(1), 0.5);
-        let in_flight = InFlight::new(Duration::from_secs(100), policy);
+        let in_flight = InFlightMessages::new(Duration::from_secs(100), policy);
         in_flight.track(&[receipt("a")], start);
         assert!(in_flight.due(start + Duration::from_millis(400)).is_empty());
         assert_eq!(in_flight.due(start + Duration::from_millis(500)).len(), 1);
@@ -331,7 +361,7 @@ mod tests {
     fn a_refused_message_is_no_longer_extended_but_still_tracked() {
         let start = Instant::now();
         let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);
-        let in_flight = InFlight::new(Duration::from_secs(100), policy);
+        let in_flight = InFlightMessages::new(Duration::from_secs(100), policy);
         in_flight.track(&[receipt("a"), receipt("b")], start);
         let stale = Receipt {
             message_id: "b".into(),

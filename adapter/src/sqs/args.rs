@@ -1,0 +1,137 @@
+//! The flags of `adapter sqs`, Lambda's event source mapping settings.
+
+use super::MAX_PER_RECEIVE;
+
+/// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SqsArgs {
+    /// URL of the queue to consume (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
+    #[arg(long, env = "ADAPTER_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// Most messages per invocation (Lambda's `BatchSize`). Above 10 needs a batching window of at
+    /// least 1 second, as in Lambda.
+    #[arg(long, env = "ADAPTER_BATCH_SIZE", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
+
+    /// Seconds to keep gathering messages before invoking (Lambda's
+    /// `MaximumBatchingWindowInSeconds`); 0 invokes with what one receive call returns.
+    #[arg(long, env = "ADAPTER_BATCHING_WINDOW", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=300))]
+    pub batching_window: u16,
+
+    /// Read `batchItemFailures` from the function's reply (Lambda's `ReportBatchItemFailures`).
+    /// When false, any successful invocation deletes the whole batch.
+    #[arg(long, env = "ADAPTER_REPORT_BATCH_ITEM_FAILURES", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub report_batch_item_failures: bool,
+
+    /// Extend a running batch's visibility when less than this fraction of the queue's visibility
+    /// timeout is left since the last extension (0.5: extend at half-time).
+    #[arg(long, env = "ADAPTER_VISIBILITY_EXTENSION_MARGIN", default_value_t = 0.5,
+          value_parser = parse_fraction)]
+    pub visibility_extension_margin: f64,
+
+    /// Receive loops polling the queue at once (Lambda scales its pollers the same way; its
+    /// provisioned mode calls them `MinimumPollers`). Unset: enough to fill the free concurrency
+    /// 10 messages per call, at most 5 and at least 1. More pollers drain a backlog faster; each
+    /// idle one costs a long poll every 20 s.
+    #[arg(long, env = "ADAPTER_POLLERS",
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub pollers: Option<u16>,
+}
+
+impl SqsArgs {
+    /// How many receive loops run for `max_concurrency` batches at once: `--pollers`, or enough
+    /// that one round of receive calls (10 messages each) can fill every slot, capped at
+    /// [`AUTO_POLLERS_MAX`]. Never more than there are slots: a poller holds one while it polls.
+    pub fn poller_count(&self, max_concurrency: usize) -> usize {
+        let slots = max_concurrency.max(1);
+        let wanted = match self.pollers {
+            Some(pollers) => usize::from(pollers),
+            None => (slots * usize::from(self.batch_size))
+                .div_ceil(MAX_PER_RECEIVE)
+                .clamp(1, AUTO_POLLERS_MAX),
+        };
+        wanted.min(slots)
+    }
+}
+
+/// Most receive loops started without `--pollers`.
+pub const AUTO_POLLERS_MAX: usize = 5;
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let value: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not strictly between 0 and 1"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        sqs: SqsArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SqsArgs, clap::Error> {
+        let argv = ["adapter", "--queue-url", "http://q"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| cli.sqs)
+    }
+
+    #[test]
+    fn defaults_are_lambdas() {
+        let args = parse(&[]).expect("parses");
+        assert_eq!(args.batch_size, 10);
+        assert_eq!(args.batching_window, 0);
+        assert!(args.report_batch_item_failures);
+        assert!((args.visibility_extension_margin - 0.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn report_batch_item_failures_takes_an_optional_value() {
+        let flag = |v: &[&str]| parse(v).expect("parses").report_batch_item_failures;
+        assert!(!flag(&["--report-batch-item-failures=false"]));
+        assert!(flag(&["--report-batch-item-failures=true"]));
+        assert!(flag(&["--report-batch-item-failures"]));
+        assert!(parse(&["--report-batch-item-failures=maybe"]).is_err());
+    }
+
+    #[test]
+    fn ranges_are_lambdas() {
+        assert!(parse(&["--batch-size", "10000"]).is_ok());
+        assert!(parse(&["--batch-size", "0"]).is_err());
+        assert!(parse(&["--batch-size", "10001"]).is_err());
+        assert!(parse(&["--batching-window", "300"]).is_ok());
+        assert!(parse(&["--batching-window", "301"]).is_err());
+        assert!(parse(&["--visibility-extension-margin", "1"]).is_err());
+        assert!(parse(&["--visibility-extension-margin", "0.25"]).is_ok());
+    }
+
+    #[test]
+    fn pollers_fill_the_free_slots_up_to_five() {
+        let count =
+            |flags: &[&str], concurrency| parse(flags).expect("parses").poller_count(concurrency);
+        assert_eq!(count(&["--batch-size", "1"], 10), 1);
+        assert_eq!(count(&["--batch-size", "1"], 11), 2);
+        assert_eq!(count(&["--batch-size", "1"], 1000), AUTO_POLLERS_MAX);
+        assert_eq!(count(&["--batch-size", "10"], 3), 3);
+        // A poller holds a slot while it polls: never more pollers than slots.
+        assert_eq!(count(&["--pollers", "8"], 2), 2);
+        assert_eq!(count(&["--pollers", "8"], 100), 8);
+        assert!(parse(&["--pollers", "0"]).is_err());
+    }
+
+    #[test]
+    fn queue_url_is_required() {
+        assert!(Cli::try_parse_from(["adapter"]).is_err());
+    }
+}
