@@ -31,6 +31,7 @@ mod backoff;
 mod batch_response;
 mod deleter;
 mod event;
+pub mod filter;
 mod metrics;
 mod poller;
 mod queue;
