@@ -28,3 +28,9 @@ pulumi.export("apiUrl", service.api_url)
 pulumi.export("queueUrl", service.queue_url)
 pulumi.export("dlqUrl", service.dlq_url)
 pulumi.export("runtime", args.runtime if args.enabled else "disabled")
+# Each alarm's name, metric, comparison and threshold, and whom it notifies (modules/monitoring.py).
+pulumi.export("alarms", service.alarms)
+pulumi.export("dashboardName", service.dashboard_name)
+pulumi.export("dashboardUrl", service.dashboard_name.apply(
+    lambda name: None if name is None else
+    f"https://console.aws.amazon.com/cloudwatch/home#dashboards/dashboard/{name}"))

@@ -72,6 +72,9 @@ class Mocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{physical}"
         elif args.typ == "aws:lb/loadBalancer:LoadBalancer":
             state["dnsName"] = f"{physical}-1234.{REGION}.elb.amazonaws.com"
+            state["arnSuffix"] = f"app/{physical}/1234"
+        elif args.typ == "aws:lb/targetGroup:TargetGroup":
+            state["arnSuffix"] = f"targetgroup/{physical}/5678"
         elif args.typ == "aws:lambda/functionUrl:FunctionUrl":
             state["functionUrl"] = f"https://abcdefgh.lambda-url.{REGION}.on.aws/"
         return f"{physical}-id", state
@@ -130,8 +133,10 @@ def run(args: TaskServiceArgs, name: str = "svc") -> Deployment:
     @pulumi.runtime.test
     def program():
         service = TaskService(name, args)
-        return pulumi.Output.all(service.api_url, service.queue_url, service.dlq_url).apply(
-            lambda v: deployment.outputs.update(api_url=v[0], queue_url=v[1], dlq_url=v[2]))
+        return pulumi.Output.all(
+            api_url=service.api_url, queue_url=service.queue_url, dlq_url=service.dlq_url,
+            alarms=pulumi.Output.from_input(service.alarms), dashboard_name=service.dashboard_name,
+        ).apply(deployment.outputs.update)
 
     program()
     return deployment

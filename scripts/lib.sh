@@ -36,6 +36,11 @@ log() { printf '%s\n' "$*" >&2; }
 usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$1"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# `SCRIPT -h` or `SCRIPT --help`, for every script: its usage, and nothing else (no install, no
+# build, no start; `scripts/bench --help` must not start a 13-minute run). Sourced without
+# arguments, lib.sh sees the script's own.
+case "${1:-}" in -h | --help) usage "$0"; exit 0 ;; esac
+
 # find_python prints a Python 3.12+ interpreter, or fails with a message that says what to install.
 # pyenv shims for python3.13 exist on PATH but fail outside a pyenv-managed folder, so every
 # candidate is tried by running it, not by `command -v`.

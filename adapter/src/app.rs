@@ -20,7 +20,7 @@ use crate::host::{FunctionHost, HostConfig, HostError, InitFailures};
 use crate::http_source::connections::{ConnectionLimits, ConnectionMetrics, GuardedListener};
 use crate::http_source::{self, HttpSourceConfig};
 use crate::invoke_api::{self, InvokeApiConfig};
-use crate::platform_log::PlatformLogLayer;
+use crate::platform_log::{LogFormat, PlatformLogLayer};
 use crate::shutdown::ShutdownBudget;
 use crate::sqs::{RunConfig, SqsArgs, SqsError, SqsSource};
 use crate::{healthcheck, memory, open_files, output, shutdown};
@@ -303,6 +303,7 @@ async fn serve_until_shutdown(
     let invoker = tower::ServiceBuilder::new()
         .option_layer(service.platform_logs.then_some(PlatformLogLayer {
             memory_size: config.memory_size,
+            format: LogFormat::from_env(),
         }))
         .service(host.invoker());
     if let Some(addr) = service.invoke_listen

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
+use crate::trace_header;
 
 /// Lambda's limit on a synchronous request payload.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -142,10 +143,9 @@ where
             );
         }
     };
-    invocation.trace_id = headers
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    invocation.trace_id = Some(trace_header::for_request(
+        headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()),
+    ));
     let request_id = invocation.request_id.clone();
     let mut response = match invocation_type {
         "RequestResponse" => request_response(&api.invoker, invocation).await,

@@ -27,3 +27,4 @@ pub mod runtime_api;
 pub mod shutdown;
 pub mod sqs;
 mod streaming_reply;
+mod trace_header;

@@ -43,3 +43,35 @@ fn trim() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
+
+/// The largest peak resident set (`VmHWM`) among this process's children (the function
+/// processes), in MB rounded up; `None` where `/proc` cannot tell (no children, not Linux).
+///
+/// Children are listed per thread (`/proc/self/task/*/children`): a child belongs to the thread
+/// that spawned it, and tokio spawns from any worker.
+pub(crate) fn function_peak_mb() -> Option<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut peak_kb = None;
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in children.split_whitespace() {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                continue;
+            };
+            let hwm = status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                });
+            peak_kb = peak_kb.max(hwm);
+        }
+    }
+    peak_kb.map(|kb| kb.div_ceil(1024))
+}

@@ -62,6 +62,7 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
         );
     };
     if incarnation.mark_initialised(|| api.queue.process_up()) {
+        crate::platform_log::record_init(incarnation.age());
         tracing::info!(process = api.slot.index, "function process initialised");
     }
     incarnation.asked_next();

@@ -36,6 +36,8 @@ FARGATE_MAX_STOP_TIMEOUT = 120
 STOP_TIMEOUT_MARGIN = 5
 # The adapter's function timeout, like Lambda's, is 1 to 900 seconds.
 MAX_FUNCTION_TIMEOUT = 900
+# How long the task queue keeps a message (the oldest-message alarm must fire before that).
+QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -102,6 +104,15 @@ class TaskServiceArgs:
     lambda_package: str = "zip"
     lambda_code_dir: str = "../target/lambda"
     function_url_auth: str = "NONE"
+    # Alarms (DLQ not empty, oldest message too old, worker errors) and a CloudWatch dashboard.
+    enable_alarms: bool = True
+    enable_dashboard: bool = True
+    # An SNS topic the alarms notify when they fire and when they clear; "" : no notification.
+    # From code it may be another resource's Output.
+    alarm_topic_arn: str = ""
+    # Seconds the oldest message may wait in the queue before its alarm fires. Tasks run up to
+    # 300 s, so a message older than 10 minutes means the workers are not keeping up.
+    alarm_oldest_message_age: int = 600
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -142,6 +153,7 @@ def required_visibility_timeout(args: TaskServiceArgs) -> int:
     return args.worker_timeout + args.batching_window
 
 
+_SNS_TOPIC = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/")
 
 # Config key (camelCase, as in Pulumi.<stack>.yaml) -> field name.
@@ -314,6 +326,11 @@ def validate(args: TaskServiceArgs) -> list[str]:
     if args.log_retention_days not in LOG_RETENTION_DAYS:
         p.append(f"logRetentionDays: {args.log_retention_days} is not a CloudWatch retention period; "
                  f"allowed: {', '.join(map(str, LOG_RETENTION_DAYS))} (0: never expire)")
+    _range(p, args, "alarm_oldest_message_age", 60, QUEUE_RETENTION_SECONDS,
+           " seconds (at most the queue's message retention)")
+    if isinstance(args.alarm_topic_arn, str) and args.alarm_topic_arn and not _SNS_TOPIC.match(args.alarm_topic_arn):
+        p.append(f"alarmTopicArn: {args.alarm_topic_arn!r} is not an SNS topic ARN; allowed: '' (no notification) "
+                 "or arn:aws:sns:<region>:<account>:<topic> (a standard topic: alarms cannot notify FIFO ones)")
     if args.subnet_ids and not args.vpc_id:
         p.append("subnetIds: given without vpcId; allowed: subnets together with the VPC they belong to")
     if args.runtime in RUNTIMES and args.visibility_timeout is not None:

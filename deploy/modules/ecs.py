@@ -160,6 +160,8 @@ class EcsResources:
 
         network = {"subnets": subnet_ids, "assign_public_ip": args.assign_public_ip}
         self.api_url: pulumi.Output[str] = pulumi.Output.from_input("")
+        self.load_balancer: aws.lb.LoadBalancer | None = None
+        self.target_group: aws.lb.TargetGroup | None = None
         load_balancers = None
         # Tasks start only once their roles may do their work: a task that cannot read the queue at
         # start would exit and be restarted until IAM caught up.
@@ -197,7 +199,12 @@ class EcsResources:
         if self.args.cluster_arn:
             arn = pulumi.Output.from_input(self.args.cluster_arn)  # a string, or another resource's output
             return arn, arn.apply(lambda a: a.rsplit("/", 1)[-1])
-        cluster = aws.ecs.Cluster(f"{self.name}-cluster", tags=tags, opts=self.opts)
+        # Container Insights gives the running and desired task counts the alarms and the dashboard
+        # read (modules/monitoring.py).
+        insights = self.args.enable_alarms or self.args.enable_dashboard
+        cluster = aws.ecs.Cluster(
+            f"{self.name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}] if insights else None,
+            tags=tags, opts=self.opts)
         return cluster.arn, cluster.name
 
     def _network(self) -> tuple[pulumi.Input[str], pulumi.Input[list[str]]]:
@@ -266,6 +273,7 @@ class EcsResources:
             f"{name}-http", load_balancer_arn=alb.arn, port=ALB_PORT, protocol="HTTP",
             default_actions=[{"type": "forward", "target_group_arn": target_group.arn}], opts=self.opts)
         self.api_url = pulumi.Output.concat("http://", alb.dns_name)
+        self.load_balancer, self.target_group = alb, target_group
         return target_group, listener
 
     def _worker_autoscaling(self) -> None:

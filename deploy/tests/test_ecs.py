@@ -212,7 +212,9 @@ def test_worker_scales_on_queue_depth(ecs):
 def test_no_autoscaling_when_min_equals_max():
     d = run(TaskServiceArgs(worker_desired_count=2, worker_max_count=2))
     assert not d.of_type("aws:appautoscaling/target:Target")
-    assert not d.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    # Only the alarms for people (test_monitoring.py) remain: none that scales.
+    assert all(not a.inputs.get("alarmActions") for a in d.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"))
+    assert not {"svc-queue-backlog", "svc-queue-idle"} & {a.name for a in d.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
 
 
 def test_ecs_runtime_creates_no_lambda_resources(ecs):
@@ -224,7 +226,7 @@ def test_disabled_creates_nothing(runtime):
     d = run(TaskServiceArgs(enabled=False, runtime=runtime))
     assert d.resources == []
     assert [c.typ for c in d.created] == ["lambda-ecs-tasks:index:TaskService"]
-    assert d.outputs == {"api_url": None, "queue_url": None, "dlq_url": None}
+    assert d.outputs == {"api_url": None, "queue_url": None, "dlq_url": None, "alarms": {}, "dashboard_name": None}
 
 
 def test_the_component_refuses_bad_args_built_in_code():

@@ -114,6 +114,8 @@ pub(crate) struct Incarnation {
     /// before the spawn (so a fast process never finds its slot empty), hence a watch: the
     /// Runtime API's peer check waits on it for a connection that beats the supervisor here.
     pid: watch::Sender<Option<u32>>,
+    /// When the incarnation was made, just before its spawn: the start of its `Init Duration`.
+    created: std::time::Instant,
 }
 
 impl Incarnation {
@@ -124,7 +126,13 @@ impl Incarnation {
             retired: kill.child_token(),
             kill,
             pid: watch::Sender::new(None),
+            created: std::time::Instant::now(),
         })
+    }
+
+    /// Time since the incarnation was made (its process spawned right after).
+    pub(crate) fn age(&self) -> std::time::Duration {
+        self.created.elapsed()
     }
 
     /// Records the id of the process just spawned for this incarnation.

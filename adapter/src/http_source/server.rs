@@ -18,6 +18,7 @@ use super::connections::{GuardedListener, Peer};
 use super::event::{RequestMeta, client_ip, domain_name, to_event};
 use super::response::to_http_response;
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
+use crate::trace_header;
 
 /// Settings of the HTTP source.
 #[derive(Debug, Clone)]
@@ -132,11 +133,12 @@ where
     };
     let mut invocation =
         Invocation::with_request_id(request_id.to_owned(), payload, source.config.timeout);
-    invocation.trace_id = parts
-        .headers
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    invocation.trace_id = Some(trace_header::for_request(
+        parts
+            .headers
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok()),
+    ));
 
     match source.invoker.clone().oneshot(invocation).await {
         Ok(InvocationResponse::Success(reply)) => match to_http_response(&reply) {

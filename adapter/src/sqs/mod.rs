@@ -46,6 +46,7 @@ mod batch;
 mod client;
 mod deleter;
 mod error;
+pub mod filter;
 mod health;
 mod in_flight;
 mod metrics;

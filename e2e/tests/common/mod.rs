@@ -88,10 +88,21 @@ impl Api {
 
     /// `POST /tasks {"duration_seconds": <seconds>}`.
     pub async fn post_task(&self, seconds: f64) -> Result<HttpResponse, String> {
+        self.post_task_with(seconds, &[]).await
+    }
+
+    /// `POST /tasks {"duration_seconds": <seconds>}` with `headers` added.
+    pub async fn post_task_with(
+        &self,
+        seconds: f64,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse, String> {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
         http_response(
             "POST",
             &format!("{}/tasks", self.base),
-            &[("content-type", "application/json")],
+            &all,
             format!(r#"{{"duration_seconds": {seconds}}}"#),
         )
         .await

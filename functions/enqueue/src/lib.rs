@@ -60,9 +60,16 @@ impl App {
     async fn create_task(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let task = validate::task_request(request.headers(), request.body().as_ref())?;
         let message = TaskMessage::sleep(task.duration);
-        let message_id = self.queue.send(&message, task.delay_seconds).await?;
+        let trace_id = request
+            .lambda_context_ref()
+            .and_then(|context| context.xray_trace_id.as_deref());
+        let message_id = self
+            .queue
+            .send(&message, task.delay_seconds, trace_id)
+            .await?;
         tracing::info!(
             task_id = %message.task_id,
+            trace_id,
             message_id,
             duration_seconds = task.duration.seconds(),
             delay_seconds = task.delay_seconds,

@@ -1,7 +1,9 @@
 //! The task queue as the API sees it: send a task, read the depth.
 
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
+};
 use shared::{QueueConfig, TaskMessage};
 
 use crate::error::ApiError;
@@ -25,18 +27,38 @@ impl TaskQueue {
     }
 
     /// Sends one task; returns the SQS message id.
+    ///
+    /// `trace_header` (the invocation's X-Ray trace header) goes with the message as its
+    /// `AWSTraceHeader` system attribute, as an instrumented Lambda function sends it, so the
+    /// worker's invocation carries the same trace. One that is not an X-Ray header is left out:
+    /// SQS would refuse the message for it.
     pub async fn send(
         &self,
         message: &TaskMessage,
         delay_seconds: u32,
+        trace_header: Option<&str>,
     ) -> Result<String, ApiError> {
-        let output = self
+        let mut request = self
             .client
             .send_message()
             .queue_url(&self.config.queue_url)
             .message_body(message.to_body())
             // i32 by the SDK's choice; the validator keeps it within 0..=900.
-            .delay_seconds(i32::try_from(delay_seconds).unwrap_or(0))
+            .delay_seconds(i32::try_from(delay_seconds).unwrap_or(0));
+        if let Some(trace) = trace_header.filter(|t| t.starts_with("Root=1-")) {
+            let value = MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(trace)
+                .build()
+                .map_err(|e| ApiError::QueueUnavailable {
+                    detail: format!("could not build the AWSTraceHeader attribute: {e}"),
+                })?;
+            request = request.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                value,
+            );
+        }
+        let output = request
             .send()
             .await
             .map_err(|e| unavailable("SendMessage", e))?;

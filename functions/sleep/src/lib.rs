@@ -41,7 +41,13 @@ pub async fn handle(event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Er
         tracing::error!(index, "record without a messageId; failing the whole batch");
         return Err(format!("record {index} has no messageId").into());
     }
-    let outcomes = join_all(records.iter().map(|record| run_record(record, deadline))).await;
+    let invocation_trace = event.context.xray_trace_id.as_deref();
+    let outcomes = join_all(
+        records
+            .iter()
+            .map(|record| run_record(record, deadline, invocation_trace)),
+    )
+    .await;
     Ok(batch_response(records.iter().zip(outcomes).map(
         |(record, outcome)| (record.message_id.as_deref().unwrap_or_default(), outcome),
     )))
@@ -81,8 +87,24 @@ pub fn batch_response<'a>(
     response
 }
 
-async fn run_record(record: &SqsMessage, deadline: SystemTime) -> Outcome {
+/// The trace a record belongs to: its own `AWSTraceHeader` (the producer's trace, whichever
+/// invocation carries it), else the invocation's.
+fn trace_id<'a>(record: &'a SqsMessage, invocation_trace: Option<&'a str>) -> &'a str {
+    record
+        .attributes
+        .get("AWSTraceHeader")
+        .map(String::as_str)
+        .or(invocation_trace)
+        .unwrap_or_default()
+}
+
+async fn run_record(
+    record: &SqsMessage,
+    deadline: SystemTime,
+    invocation_trace: Option<&str>,
+) -> Outcome {
     let message_id = record.message_id.as_deref().unwrap_or_default();
+    let trace_id = trace_id(record, invocation_trace);
     let receive_count: u32 = record
         .attributes
         .get("ApproximateReceiveCount")
@@ -128,6 +150,7 @@ async fn run_record(record: &SqsMessage, deadline: SystemTime) -> Outcome {
     }
     tracing::info!(
         task_id,
+        trace_id,
         message_id,
         receive_count,
         queued_ms,
@@ -137,6 +160,7 @@ async fn run_record(record: &SqsMessage, deadline: SystemTime) -> Outcome {
     tokio::time::sleep(duration).await;
     tracing::info!(
         task_id,
+        trace_id,
         message_id,
         receive_count,
         duration_seconds = task.duration_seconds.seconds(),
@@ -148,6 +172,17 @@ async fn run_record(record: &SqsMessage, deadline: SystemTime) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_own_trace_header_wins_over_the_invocations() {
+        let mut record = SqsMessage::default();
+        assert_eq!(trace_id(&record, Some("Root=1-a")), "Root=1-a");
+        assert_eq!(trace_id(&record, None), "");
+        record
+            .attributes
+            .insert("AWSTraceHeader".into(), "Root=1-b".into());
+        assert_eq!(trace_id(&record, Some("Root=1-a")), "Root=1-b");
+    }
 
     #[test]
     fn lists_exactly_the_failures_once_in_order() {
