@@ -55,3 +55,21 @@ async fn a_queue_that_does_not_exist_fails_start_with_its_name() {
         "the error names the queue: {output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_filter_criteria_stop_start_naming_what_is_wrong() {
+    let queue_url = format!(
+        "{}/queue/us-east-1/000000000000/unused",
+        test_support::endpoint()
+    );
+    let bad = r#"{"Filters": [{"Pattern": "{\"body\": {\"kind\": \"keep\"}}"}]}"#;
+    let mut adapter = Adapter::start(&queue_url, &["--filter-criteria", bad]).await;
+    let status = adapter.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(2), "a usage error");
+    let output = adapter.output_text();
+    assert!(
+        output.contains("--filter-criteria")
+            && output.contains("filter 0: `kind` must be an array"),
+        "the error names the filter and the field: {output}"
+    );
+}

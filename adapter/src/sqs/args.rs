@@ -1,12 +1,17 @@
 //! The flags of `adapter sqs`, Lambda's event source mapping settings.
 
+use std::sync::Arc;
+
 use super::MAX_PER_RECEIVE;
+use super::filter::FilterCriteria;
 
 /// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SqsArgs {
     /// URL of the queue to consume (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
-    #[arg(long, env = "ADAPTER_QUEUE_URL")]
+    /// Without the flag and `ADAPTER_QUEUE_URL`, the functions' own `QUEUE_URL` is used.
+    #[arg(long, env = "ADAPTER_QUEUE_URL", hide_default_value = true,
+          default_value_t = std::env::var("QUEUE_URL").unwrap_or_default())]
     pub queue_url: String,
 
     /// Most messages per invocation (Lambda's `BatchSize`). Above 10 needs a batching window of at
@@ -40,6 +45,13 @@ pub struct SqsArgs {
     #[arg(long, env = "ADAPTER_POLLERS",
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub pollers: Option<u16>,
+
+    /// Lambda's `FilterCriteria` as JSON (`{"Filters": [{"Pattern": "..."}]}`, EventBridge's
+    /// pattern language): messages that match no filter are deleted without an invocation.
+    /// Checked at start; an invalid one stops the adapter with what is wrong.
+    #[arg(long, env = "ADAPTER_FILTER_CRITERIA", value_name = "JSON",
+          value_parser = parse_filter_criteria)]
+    pub filter_criteria: Option<Arc<FilterCriteria>>,
 }
 
 impl SqsArgs {
@@ -60,6 +72,12 @@ impl SqsArgs {
 
 /// Most receive loops started without `--pollers`.
 pub const AUTO_POLLERS_MAX: usize = 5;
+
+fn parse_filter_criteria(s: &str) -> Result<Arc<FilterCriteria>, String> {
+    FilterCriteria::parse(s)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
     let value: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -131,7 +149,16 @@ mod tests {
     }
 
     #[test]
-    fn queue_url_is_required() {
-        assert!(Cli::try_parse_from(["adapter"]).is_err());
+    fn filter_criteria_are_checked_when_parsed() {
+        let criteria = r#"{"Filters": [{"Pattern": "{\"body\": {\"kind\": [\"a\"]}}"}]}"#;
+        let args = parse(&["--filter-criteria", criteria]).expect("parses");
+        assert!(args.filter_criteria.is_some_and(|f| !f.is_empty()));
+        let error = parse(&[
+            "--filter-criteria",
+            r#"{"Filters": [{"Pattern": "{\"a\": 1}"}]}"#,
+        ])
+        .expect_err("a rule must be an array")
+        .to_string();
+        assert!(error.contains("filter 0: `a` must be an array"), "{error}");
     }
 }

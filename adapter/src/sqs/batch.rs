@@ -125,8 +125,9 @@ impl BatchRunner {
             .iter()
             .map(|r| r.receipt.message_id.as_str())
             .collect();
-        let invocation = Invocation::new(record::payload(records), self.invocation_timeout)
+        let mut invocation = Invocation::new(record::payload(records), self.invocation_timeout)
             .waiting_for_process(wait_for_process(self.invocation_timeout));
+        invocation.trace_id = Some(record::trace_header(records));
         let request_id = invocation.request_id.clone();
         tracing::debug!(%request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
         let result = invoker.oneshot(invocation).await;

@@ -15,7 +15,6 @@
 //!
 //! Criteria are checked when the adapter starts: what is wrong is named, with the filter's index.
 
-use aws_lambda_events::event::sqs::SqsMessage;
 use quamina::Quamina;
 use serde_json::{Map, Value};
 
@@ -122,32 +121,34 @@ impl FilterCriteria {
         self.filters == 0
     }
 
-    /// Whether `record` matches a filter (always, without filters). A record the matcher cannot
-    /// read is handed to the function: filtering must never lose a message by mistake.
-    pub fn matches(&self, record: &SqsMessage) -> bool {
+    /// Whether `record` (a record's JSON, as the function gets it) matches a filter (always,
+    /// without filters). A record the matcher cannot read is handed to the function: filtering
+    /// must never lose a message by mistake.
+    pub fn matches(&self, record: &Value) -> bool {
         if self.is_empty() {
             return true;
         }
-        let event = match_event(record);
-        match self.matcher.has_matches(event.to_string().as_bytes()) {
+        match self
+            .matcher
+            .has_matches(match_event(record).to_string().as_bytes())
+        {
             Ok(matched) => matched,
             Err(error) => {
-                tracing::warn!(%error, message_id = ?record.message_id, "filter criteria could not read a record; it is delivered");
+                tracing::warn!(%error, message_id = ?record.get("messageId"), "filter criteria could not read a record; it is delivered");
                 true
             }
         }
     }
 }
 
-/// The record as the patterns see it: its JSON, with a JSON body parsed.
-fn match_event(record: &SqsMessage) -> Value {
-    let mut event = serde_json::to_value(record).unwrap_or(Value::Null);
-    if let Some(body) = record.body.as_deref() {
-        if let Ok(parsed @ (Value::Object(_) | Value::Array(_))) =
+/// The record as the patterns see it: a body that is a JSON object or array, parsed.
+fn match_event(record: &Value) -> Value {
+    let mut event = record.clone();
+    if let Some(body) = record.get("body").and_then(Value::as_str)
+        && let Ok(parsed @ (Value::Object(_) | Value::Array(_))) =
             serde_json::from_str::<Value>(body)
-        {
-            event["body"] = parsed;
-        }
+    {
+        event["body"] = parsed;
     }
     event
 }
@@ -238,19 +239,19 @@ mod tests {
             .unwrap_or_else(|e| panic!("{patterns:?}: {e}"))
     }
 
-    fn record(body: &str) -> SqsMessage {
-        let mut record = SqsMessage::default();
+    fn record(body: &str) -> Value {
+        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
         record.message_id = Some("059f36b4-87a3-44ab-83d2-661975830a7d".into());
         record.body = Some(body.into());
         record
             .attributes
             .insert("ApproximateReceiveCount".into(), "1".into());
         record.event_source = Some("aws:sqs".into());
-        record
+        serde_json::to_value(record).unwrap()
     }
 
     /// The record of AWS's "Amazon SQS event filtering basics" example.
-    fn aws_example(code: &str) -> SqsMessage {
+    fn aws_example(code: &str) -> Value {
         record(&format!(
             "{{\n \"RecordNumber\": 1234,\n \"TimeStamp\": \"yyyy-mm-ddThh:mm:ss\",\n \"RequestCode\": \"{code}\"\n}}"
         ))

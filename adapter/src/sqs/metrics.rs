@@ -11,6 +11,7 @@ pub(crate) struct SqsMetrics {
     pub(crate) deleted: Counter,
     pub(crate) failed: Counter,
     pub(crate) released: Counter,
+    pub(crate) filtered: Counter,
     pub(crate) visibility_extensions: Counter,
     pub(crate) receive_errors: Counter,
     pub(crate) delete_errors: Counter,
@@ -41,6 +42,11 @@ impl SqsMetrics {
                 "adapter_sqs_messages_released",
                 "Messages made visible again at shutdown because their batch could not finish",
                 &metrics.released,
+            ),
+            (
+                "adapter_sqs_messages_filtered",
+                "Messages that matched no filter criteria, deleted without an invocation",
+                &metrics.filtered,
             ),
             (
                 "adapter_sqs_visibility_extensions",

@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::MAX_PER_RECEIVE;
 use super::client::{CallError, QueueClient};
+use super::deleter::Deleter;
+use super::filter::FilterCriteria;
 use super::health::PollerHealth;
 use super::in_flight::InFlightMessages;
 use super::metrics::SqsMetrics;
@@ -35,6 +37,10 @@ pub(crate) struct Poller {
     pub(crate) in_flight: InFlightMessages,
     pub(crate) metrics: SqsMetrics,
     pub(crate) health: PollerHealth,
+    /// `--filter-criteria`, when it filters anything.
+    pub(crate) filter: Option<Arc<FilterCriteria>>,
+    /// Deletes what the filter leaves out.
+    pub(crate) deleter: Deleter,
     pub(crate) window: Duration,
     /// Longest long poll: short enough that shutdown can wait for the one in progress.
     pub(crate) max_wait: Duration,
@@ -80,6 +86,7 @@ impl Poller {
                     let received_at = Instant::now();
                     let new = self.records(&messages);
                     self.metrics.received.inc_by(new.len() as u64);
+                    let new = self.filtered(new).await;
                     self.in_flight
                         .track(new.iter().map(|r| &r.receipt), received_at);
                     records.extend(new);
@@ -139,6 +146,36 @@ impl Poller {
                 (received, true)
             }
         }
+    }
+
+    /// The records the filter criteria let through; the others are deleted at once, without an
+    /// invocation, as Lambda does. One whose delete fails comes back after its visibility timeout
+    /// and is filtered out again.
+    async fn filtered(&self, records: Vec<Record>) -> Vec<Record> {
+        let Some(filter) = &self.filter else {
+            return records;
+        };
+        let (kept, dropped): (Vec<Record>, Vec<Record>) =
+            records.into_iter().partition(|r| filter.matches(&r.json));
+        if !dropped.is_empty() {
+            self.metrics.filtered.inc_by(dropped.len() as u64);
+            let ids: Vec<&str> = dropped
+                .iter()
+                .map(|r| r.receipt.message_id.as_str())
+                .collect();
+            tracing::debug!(message_ids = ?ids, "messages matched no filter; deleting them");
+            let report = self
+                .deleter
+                .delete(dropped.into_iter().map(|r| r.receipt).collect())
+                .await;
+            if !report.failed.is_empty() {
+                tracing::warn!(
+                    messages = report.failed.len(),
+                    "could not delete filtered-out messages; they will come back and be filtered again"
+                );
+            }
+        }
+        kept
     }
 
     /// Message to record: the one step between SQS and the event (filters and per-record

@@ -124,6 +124,22 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
+/// The invocation's trace header for a batch: the `AWSTraceHeader` of its first message that
+/// carries a valid one (the producer's trace), else a new root, as Lambda gives every invocation a
+/// trace. Each record keeps its own header in `attributes`, so a batch of several traces loses
+/// none: a function reads each record's to follow each message.
+pub fn trace_header(records: &[Record]) -> String {
+    records
+        .iter()
+        .find_map(|r| {
+            r.json
+                .pointer("/attributes/AWSTraceHeader")
+                .and_then(Value::as_str)
+                .and_then(crate::trace_header::from_message)
+        })
+        .unwrap_or_else(crate::trace_header::new_root)
+}
+
 /// The invocation payload for `records`: `{"Records": [...]}`.
 pub fn payload(records: &[Record]) -> Vec<u8> {
     let mut event = Map::new();

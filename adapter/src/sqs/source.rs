@@ -100,6 +100,11 @@ impl SqsSource {
         config: &aws_config::SdkConfig,
         registry: &mut Registry,
     ) -> Result<Self, SqsError> {
+        if args.queue_url.is_empty() {
+            return Err(SqsError::Config(
+                "no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL".to_owned(),
+            ));
+        }
         if args.batch_size > 10 && args.batching_window == 0 {
             // Lambda's rule: without a window a batch is one receive call, at most 10 messages.
             return Err(SqsError::Config(format!(
@@ -220,7 +225,7 @@ impl SqsSource {
         let (deleter, deleting) = Deleter::start(self.client.clone());
         let deleter_task = tasks.spawn(DELETER, deleting);
         let runner = BatchRunner {
-            deleter,
+            deleter: deleter.clone(),
             in_flight: in_flight.clone(),
             metrics: self.metrics.clone(),
             report_batch_item_failures: self.args.report_batch_item_failures,
@@ -252,6 +257,8 @@ impl SqsSource {
                 in_flight: in_flight.clone(),
                 metrics: self.metrics.clone(),
                 health: self.health.poller(),
+                filter: self.args.filter_criteria.clone().filter(|f| !f.is_empty()),
+                deleter: deleter.clone(),
                 window,
                 max_wait,
                 backoff: crate::backoff::Backoff::new(
@@ -269,6 +276,8 @@ impl SqsSource {
             tasks.spawn(POLLER, receiving);
         }
         drop(ready_tx);
+        // The deleter task ends when its last handle goes: the runner's and the pollers' only.
+        drop(deleter);
         tracing::debug!(pollers = poller_count, "receiving");
 
         let mut failure: Option<TaskFailure> = None;

@@ -99,6 +99,26 @@ impl Queues {
         ids
     }
 
+    /// Sends `body` with `trace_header` as its `AWSTraceHeader`; returns the message id.
+    pub async fn send_traced(&self, body: &serde_json::Value, trace_header: &str) -> String {
+        use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
+        let header = MessageSystemAttributeValue::builder()
+            .data_type("String")
+            .string_value(trace_header)
+            .build()
+            .expect("a trace attribute");
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body.to_string())
+            .message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, header)
+            .send()
+            .await
+            .expect("send")
+            .message_id
+            .expect("a message id")
+    }
+
     /// Sends each body to a FIFO queue in message group `group`; returns the message ids in order.
     pub async fn send_in_group(&self, bodies: &[serde_json::Value], group: &str) -> Vec<String> {
         let mut ids = Vec::new();
@@ -244,6 +264,15 @@ impl Adapter {
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The trace id of each invocation, in order: `trace <request id> <trace id>` lines.
+    pub fn traces(&self) -> Vec<String> {
+        self.lines()
+            .iter()
+            .filter_map(|line| line.strip_prefix("trace "))
+            .filter_map(|rest| rest.split_once(' ').map(|(_, trace)| trace.to_owned()))
             .collect()
     }
 

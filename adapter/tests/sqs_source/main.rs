@@ -335,3 +335,83 @@ async fn sqs_outage_is_retried_reported_by_readiness_and_survived() {
 }
 
 mod in_process;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_criteria_invoke_with_matches_and_delete_the_rest_unrun() {
+    let queues = Queues::new("filter", 30, 10).await;
+    let ids = queues
+        .send(&[
+            json!({"kind": "keep", "n": 1}),
+            json!({"kind": "drop", "n": 2}),
+            json!({"kind": "KEEP", "n": 3}),
+            json!({"n": 4}),
+        ])
+        .await;
+    // AWS's own shape: a JSON pattern for the body, one filter per alternative.
+    let criteria = json!({"Filters": [
+        {"Pattern": json!({"body": {"kind": ["keep"]}}).to_string()},
+        {"Pattern": json!({"body": {"n": [{"numeric": [">", 3]}]}}).to_string()},
+    ]})
+    .to_string();
+    let mut adapter = Adapter::start(&queues.url, &["--filter-criteria", &criteria]).await;
+    wait_for(
+        "the queue emptied: matches run and deleted, the rest deleted",
+        WAIT,
+        || async { (queues.depth().await == (0, 0)).then_some(()) },
+    )
+    .await;
+    let run: BTreeSet<String> = adapter.records().into_keys().collect();
+    assert_eq!(
+        run,
+        BTreeSet::from([ids[0].clone(), ids[3].clone()]),
+        "only the matching messages reach the function"
+    );
+    assert_eq!(
+        adapter.metric("adapter_sqs_messages_filtered_total").await,
+        Some(2.0)
+    );
+    adapter.sigterm();
+    assert!(
+        adapter.wait_exit(WAIT).await.success(),
+        "{}",
+        adapter.output_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_aws_trace_header_is_its_invocations_trace_id() {
+    let queues = Queues::new("trace", 30, 10).await;
+    let root = "Root=1-5759e988-bd862e3fe1be46a994272793";
+    queues
+        .send_traced(
+            &json!({"n": 1}),
+            &format!("{root};Parent=53995c3f42cd8ad8;Sampled=1"),
+        )
+        .await;
+    let mut adapter = Adapter::start(&queues.url, &["--batch-size", "1"]).await;
+    wait_for("the traced message run", WAIT, || async {
+        (!adapter.traces().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        adapter.traces()[0],
+        format!("{root};Parent=53995c3f42cd8ad8;Sampled=1")
+    );
+    // A message without one gets a fresh root, as every Lambda invocation has a trace.
+    queues.send(&[json!({"n": 2})]).await;
+    wait_for("the untraced message run", WAIT, || async {
+        (adapter.traces().len() == 2).then_some(())
+    })
+    .await;
+    let fresh = &adapter.traces()[1];
+    assert!(
+        fresh.starts_with("Root=1-") && !fresh.starts_with(root),
+        "{fresh}"
+    );
+    adapter.sigterm();
+    assert!(
+        adapter.wait_exit(WAIT).await.success(),
+        "{}",
+        adapter.output_text()
+    );
+}

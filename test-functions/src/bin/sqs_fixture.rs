@@ -11,7 +11,8 @@
 //!
 //! With `SQS_FIXTURE_LOG` set, lines are appended to that file (one `write` each, `O_APPEND`, so
 //! lines of concurrent processes never interleave): `start <request id>` and `end <request id>`
-//! around each invocation, and `record <message id> <ApproximateReceiveCount>` per record.
+//! around each invocation, `trace <request id> <Lambda-Runtime-Trace-Id>` after `start`, and
+//! `record <message id> <ApproximateReceiveCount>` per record.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -29,6 +30,10 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (event, context) = event.into_parts();
     let request_id = context.request_id;
     log(&format!("start {request_id}"));
+    log(&format!(
+        "trace {request_id} {}",
+        context.xray_trace_id.unwrap_or_default()
+    ));
     let result = process(&event).await;
     log(&format!("end {request_id}"));
     result
