@@ -8,9 +8,9 @@
 //! change (UTC): when the figures were measured, even if the report is written again later.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
-use bench::report::{self, Results};
+use bench::report::{self, Plots, Results};
 use clap::Parser;
 
 /// Writes the benchmark report.
@@ -32,6 +32,10 @@ struct Args {
     /// is (figures of code that no longer exists cannot be re-measured).
     #[arg(long)]
     history: Option<PathBuf>,
+    /// The folder where `bench/plots.py` drew the figures; those there are linked, relative to
+    /// the report.
+    #[arg(long)]
+    plots: Option<PathBuf>,
     /// Where to write the Markdown.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -61,7 +65,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "- Machine: {}", machine())?;
     writeln!(md, "- Build: cargo profile `{}`", args.profile)?;
     writeln!(md)?;
-    let goals = report::write_all(&mut md, &results)?;
+    let plots = args
+        .plots
+        .as_deref()
+        .map(|dir| plots(dir, &args.out))
+        .unwrap_or_default();
+    let goals = report::write_all_with_plots(&mut md, &results, &plots)?;
     if let Some(history) = &args.history {
         let text = std::fs::read_to_string(history)
             .map_err(|e| format!("could not read {}: {e}", history.display()))?;
@@ -87,6 +96,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The figures in `dir` (the names `bench/plots.py` writes), as links relative to the report `out`.
+fn plots(dir: &Path, out: &Path) -> Plots {
+    let base = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let link = |name: &str| {
+        let file = dir.join(name);
+        file.is_file().then(|| relative(&file, base))
+    };
+    Plots {
+        http_latency: link("http-latency.svg"),
+        enqueue_ratio: link("enqueue-ratio.svg"),
+        drain: link("drain.svg"),
+    }
+}
+
+/// `file` relative to the folder `from` (both made absolute first), with `/` separators.
+fn relative(file: &Path, from: &Path) -> String {
+    let parts = |p: &Path| -> Vec<String> {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (file, from) = (parts(file), parts(from));
+    let common = file.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let mut out = vec!["..".to_owned(); from.len() - common];
+    out.extend(file[common..].iter().cloned());
+    out.join("/")
+}
+
 /// `N cores, CPU model, M GiB memory, kernel`.
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -109,4 +152,43 @@ fn machine() -> String {
         "{cores} cores ({model}), {mem_gib:.1} GiB memory, Linux {}",
         kernel.trim()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figure_links_are_relative_to_the_report() {
+        assert_eq!(
+            relative(Path::new("/repo/bench/plots/drain.svg"), Path::new("/repo")),
+            "bench/plots/drain.svg"
+        );
+        assert_eq!(
+            relative(
+                Path::new("/repo/target/bench/plots/drain.svg"),
+                Path::new("/repo/target/bench")
+            ),
+            "plots/drain.svg"
+        );
+        assert_eq!(
+            relative(
+                Path::new("/repo/bench/plots/a.svg"),
+                Path::new("/repo/docs")
+            ),
+            "../bench/plots/a.svg"
+        );
+    }
+
+    #[test]
+    fn only_figures_that_exist_are_linked() {
+        let dir = std::env::temp_dir().join(format!("bench-report-plots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("drain.svg"), "<svg/>").expect("file");
+        let plots = plots(&dir, &dir.join("BENCHMARKS.md"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert_eq!(plots.drain.as_deref(), Some("drain.svg"));
+        assert_eq!(plots.http_latency, None);
+        assert_eq!(plots.enqueue_ratio, None);
+    }
 }

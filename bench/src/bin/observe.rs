@@ -11,7 +11,9 @@
 //! - `bench memory phase=idle process=NAME rss_kb=... hwm_kb=...` for the adapter and each child,
 //!   `--idle-seconds` after ready (`phase=early` with `--count`: the drain is under way by then);
 //! - with `--count N`: `bench drain wall_s=... deleted=...` when the admin `/metrics` counter
-//!   `adapter_sqs_messages_deleted_total` reaches N (wall time from spawn);
+//!   `adapter_sqs_messages_deleted_total` reaches N (wall time from spawn); with `--timeline FILE`, every
+//!   change of that counter it saw, as `SECONDS DELETED` lines (seconds from spawn), for the drain
+//!   plot (`bench/plots.py`): kept in memory during the drain and written after it;
 //! - otherwise it holds until `--stop-file` exists (e.g. while a load test runs);
 //! - `bench memory phase=peak ...`: `VmHWM` of every process just before the stop.
 
@@ -51,6 +53,9 @@ struct Args {
     /// Most seconds in all; the drain line says `complete=false` when it runs out.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// With `--count`: where to write the deleted count over time (`SECONDS DELETED` lines).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
     /// `key=value` added to every line.
     #[arg(long)]
     tag: Vec<String>,
@@ -120,8 +125,16 @@ async fn main() -> Result<(), Error> {
 
         if let Some(count) = args.count {
             let mut deleted = 0;
+            // Only the changes: a few thousand points at most, written after the drain.
+            let mut timeline: Vec<(f64, u64)> = Vec::new();
             while started.elapsed() < deadline {
                 deleted = deleted_total(&client, admin).await.unwrap_or(deleted);
+                if timeline
+                    .last()
+                    .map_or(deleted > 0, |&(_, last)| deleted != last)
+                {
+                    timeline.push((started.elapsed().as_secs_f64(), deleted));
+                }
                 if deleted >= count {
                     break;
                 }
@@ -136,6 +149,15 @@ async fn main() -> Result<(), Error> {
                 .kv("deleted", deleted)
                 .kv("complete", deleted >= count)
                 .print();
+            if let Some(path) = &args.timeline {
+                let text: String = timeline
+                    .iter()
+                    .map(|(t, d)| format!("{t:.3} {d}\n"))
+                    .collect();
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("observe: could not write {}: {e}", path.display());
+                }
+            }
         } else if let Some(stop) = &args.stop_file {
             while !stop.exists() && started.elapsed() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;

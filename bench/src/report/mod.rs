@@ -71,6 +71,26 @@ impl Results {
 /// A goal of the issue: what it asks, what was measured, whether it is met (`None`: no data).
 pub type Goal = (String, String, Option<bool>);
 
+/// The figures `bench/plots.py` drew for the run, as paths relative to the report (`None`: not
+/// drawn, so not linked).
+#[derive(Debug, Clone, Default)]
+pub struct Plots {
+    /// HTTP latency by percentile: plain server, adapter, `cargo lambda watch` (section 1).
+    pub http_latency: Option<String>,
+    /// Enqueue ratio per connection count (section 2).
+    pub enqueue_ratio: Option<String>,
+    /// Tasks finished over time against the ideal (section 3).
+    pub drain: Option<String>,
+}
+
+/// A Markdown image line for `path`, when there is one.
+fn image(md: &mut String, alt: &str, path: Option<&String>) -> fmt::Result {
+    match path {
+        Some(path) => writeln!(md, "![{alt}]({path})\n"),
+        None => Ok(()),
+    }
+}
+
 fn num(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
@@ -84,10 +104,34 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// Writes every table into `md` and returns the goals with their verdicts.
 pub fn write_all(md: &mut String, r: &Results) -> Result<Vec<Goal>, fmt::Error> {
+    write_all_with_plots(md, r, &Plots::default())
+}
+
+/// [`write_all`], with the figures linked in their sections.
+pub fn write_all_with_plots(
+    md: &mut String,
+    r: &Results,
+    plots: &Plots,
+) -> Result<Vec<Goal>, fmt::Error> {
     let mut goals = Vec::new();
     http(md, r, &mut goals)?;
+    image(
+        md,
+        "HTTP latency by percentile: plain server, adapter, cargo lambda watch",
+        plots.http_latency.as_ref(),
+    )?;
     enqueue::enqueue(md, r, &mut goals)?;
+    image(
+        md,
+        "Enqueue req/s through the adapter over the raw SendMessage ceiling, per connection count",
+        plots.enqueue_ratio.as_ref(),
+    )?;
     drain(md, r, &mut goals)?;
+    image(
+        md,
+        "Tasks finished over time against the ideal, per drain plan",
+        plots.drain.as_ref(),
+    )?;
     startup(md, r, &mut goals)?;
     memory(md, r, &mut goals)?;
     invoke::invoke(md, r)?;
@@ -415,5 +459,28 @@ mod tests {
             .find(|g| g.0.starts_with("drain"))
             .expect("drain goal");
         assert_eq!(drain.2, Some(true));
+        assert!(!md.contains("!["), "no figure linked without plots: {md}");
+    }
+
+    #[test]
+    fn figures_are_linked_at_the_end_of_their_sections() {
+        let text = "bench http target=plain conns=1 rps=10000 p50_ms=0.100 p99_ms=0.2 errors=0\n\
+                    bench drain concurrency=10 per_process=10 tasks=100 wall_s=11 complete=true\n";
+        let plots = Plots {
+            http_latency: Some("bench/plots/http-latency.svg".into()),
+            enqueue_ratio: None,
+            drain: Some("bench/plots/drain.svg".into()),
+        };
+        let mut md = String::new();
+        write_all_with_plots(&mut md, &Results::parse(text), &plots).expect("writes");
+        let at = |needle: &str| {
+            md.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {md}"))
+        };
+        let latency = at("](bench/plots/http-latency.svg)");
+        assert!(at("## 1.") < latency && latency < at("## 2."), "{md}");
+        let drain = at("](bench/plots/drain.svg)");
+        assert!(at("## 3.") < drain && drain < at("## 4."), "{md}");
+        assert!(!md.contains("enqueue-ratio"), "{md}");
     }
 }
