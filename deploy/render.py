@@ -183,6 +183,7 @@ def lambda_settings(deployment: Deployment, name: str) -> dict[str, Any]:
             "maximum_batching_window_in_seconds": mapping.get("maximumBatchingWindowInSeconds"),
             "function_response_types": mapping.get("functionResponseTypes"),
             "maximum_concurrency": (mapping.get("scalingConfig") or {}).get("maximumConcurrency"),
+            "filter_patterns": [f["pattern"] for f in (mapping.get("filterCriteria") or {}).get("filters", [])],
         },
         "function_url": {"authorization_type": url.get("authorizationType")},
         "queue": {

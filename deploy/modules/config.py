@@ -80,6 +80,10 @@ class TaskServiceArgs:
     worker_pollers: int | None = None
     batch_size: int = 10
     batching_window: int = 0
+    # Lambda's FilterCriteria as JSON ({"Filters": [{"Pattern": "..."}]}): the worker runs only the
+    # messages that match a filter; the rest are deleted unrun. Both runtimes: the event source
+    # mapping's FilterCriteria, or the adapter's --filter-criteria. "": no filtering.
+    filter_criteria: str = ""
     # Tasks sleep up to 300 s and run concurrently within a batch; 10 s covers start-up and slack.
     worker_timeout: int = 310
     api_timeout: int = 10
@@ -251,6 +255,52 @@ def parse(raw: Mapping[str, Any]) -> TaskServiceArgs:
     return args
 
 
+# Lambda's quota of filters per event source mapping (5 by default, 10 on request) and the length
+# of one pattern; the adapter allows the same.
+MAX_FILTERS = 10
+MAX_PATTERN_CHARS = 4096
+
+
+def filter_patterns(criteria: str) -> list[str]:
+    """The patterns of `filterCriteria` (checked by `filter_criteria_problems`), in order."""
+    return [f["Pattern"] for f in json.loads(criteria).get("Filters", [])] if criteria else []
+
+
+def filter_criteria_problems(criteria: str) -> list[str]:
+    """What is wrong with `filterCriteria`'s shape; the pattern language itself is checked by
+    Lambda when the mapping is created, and by the adapter when it starts."""
+    if not criteria:
+        return []
+    allowed = 'allowed: JSON like {"Filters": [{"Pattern": "{\\"body\\": {\\"kind\\": [\\"a\\"]}}"}]}'
+    try:
+        value = json.loads(criteria)
+    except json.JSONDecodeError as e:
+        return [f"filterCriteria: not JSON ({e}); {allowed}"]
+    filters = value.get("Filters") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or set(value) - {"Filters"} or not isinstance(filters, list):
+        return [f"filterCriteria: {criteria!r} is not a FilterCriteria object; {allowed}"]
+    if len(filters) > MAX_FILTERS:
+        return [f"filterCriteria: {len(filters)} filters; allowed: at most {MAX_FILTERS}"]
+    problems = []
+    for i, f in enumerate(filters):
+        pattern = f.get("Pattern") if isinstance(f, dict) and set(f) == {"Pattern"} else None
+        if not isinstance(pattern, str):
+            problems.append(f"filterCriteria: filter {i} is not {{\"Pattern\": \"...\"}}; {allowed}")
+            continue
+        if len(pattern) > MAX_PATTERN_CHARS:
+            problems.append(f"filterCriteria: filter {i} has {len(pattern)} characters; allowed: at most "
+                            f"{MAX_PATTERN_CHARS}")
+            continue
+        try:
+            parsed = json.loads(pattern)
+        except json.JSONDecodeError as e:
+            problems.append(f"filterCriteria: filter {i}'s pattern is not JSON ({e})")
+            continue
+        if not isinstance(parsed, dict) or not parsed:
+            problems.append(f"filterCriteria: filter {i}'s pattern must be a non-empty JSON object")
+    return problems
+
+
 def _range(problems: list[str], args: TaskServiceArgs, name: str, lo: int, hi: int, why: str = "") -> None:
     v = getattr(args, name)
     if v is not None and not lo <= v <= hi:
@@ -313,6 +363,7 @@ def validate(args: TaskServiceArgs) -> list[str]:
                      "123456789012.dkr.ecr.us-east-1.amazonaws.com/tasks")
         elif args.image_tag and re.search(r"(@|:[^/]*$)", args.image):
             p.append(f"image: {args.image!r} already has a tag or digest; drop it or set imageTag to ''")
+    p.extend(filter_criteria_problems(args.filter_criteria))
     if args.batch_size > 10 and args.batching_window < 1:
         p.append(f"batchSize: {args.batch_size} needs batchingWindow of at least 1 second; allowed "
                  "without a batching window: 1 to 10 (Lambda's and the adapter's rule)")

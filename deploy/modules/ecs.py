@@ -65,7 +65,8 @@ def api_environment(args: TaskServiceArgs, queue_url: str, region: str, log_grou
 def worker_environment(args: TaskServiceArgs, queue_url: str, region: str, log_group: str) -> dict[str, str]:
     """The worker container's environment; the SQS flags mirror the Lambda event source mapping."""
     pollers = {} if args.worker_pollers is None else {"ADAPTER_POLLERS": str(args.worker_pollers)}
-    return pollers | {
+    filters = {"ADAPTER_FILTER_CRITERIA": args.filter_criteria} if args.filter_criteria else {}
+    return pollers | filters | {
         "QUEUE_URL": queue_url,
         "AWS_REGION": region,
         "RUST_LOG": args.log_level,

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from . import policies
-from .config import TaskServiceArgs
+from .config import TaskServiceArgs, filter_patterns
 
 FUNCTIONS = ("enqueue", "sleep")
 
@@ -101,6 +101,8 @@ class LambdaResources:
             batch_size=args.batch_size, maximum_batching_window_in_seconds=args.batching_window,
             function_response_types=["ReportBatchItemFailures"],
             scaling_config={"maximum_concurrency": args.worker_max_concurrency},
+            filter_criteria=({"filters": [{"pattern": p} for p in filter_patterns(args.filter_criteria)]}
+                             if args.filter_criteria else None),
             # The role's policy must exist before Lambda validates the mapping's access to the queue.
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[worker_policy])))
         self.api_url: pulumi.Output[str] = self.function_url.function_url

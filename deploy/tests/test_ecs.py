@@ -130,10 +130,17 @@ def test_every_adapter_variable_is_a_flag_the_adapter_knows(ecs):
              "ADAPTER_INVOKE_LISTEN", "ADAPTER_SHUTDOWN_GRACE", "ADAPTER_QUEUE_URL", "ADAPTER_BATCH_SIZE",
              "ADAPTER_BATCHING_WINDOW", "ADAPTER_REPORT_BATCH_ITEM_FAILURES", "ADAPTER_VISIBILITY_EXTENSION_MARGIN",
              "ADAPTER_POLLERS", "ADAPTER_TRUST_FORWARDED_FOR", "ADAPTER_PLATFORM_LOGS",
-             "ADAPTER_STOP_ON_STDIN_EOF"}
+             "ADAPTER_STOP_ON_STDIN_EOF", "ADAPTER_FILTER_CRITERIA"}
     for task in ("svc-api", "svc-worker"):
         used = {k for k in env(ecs.container(task)) if k.startswith("ADAPTER_")}
         assert used <= known, used - known
+
+
+def test_filter_criteria_reach_the_worker_adapter_only_when_set():
+    assert "ADAPTER_FILTER_CRITERIA" not in env(run(TaskServiceArgs()).container("svc-worker"))
+    criteria = json.dumps({"Filters": [{"Pattern": json.dumps({"body": {"kind": ["a"]}})}]})
+    worker = env(run(TaskServiceArgs(filter_criteria=criteria)).container("svc-worker"))
+    assert worker["ADAPTER_FILTER_CRITERIA"] == criteria
 
 
 def test_worker_pollers_reach_the_adapter_only_when_set():

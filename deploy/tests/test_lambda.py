@@ -48,6 +48,16 @@ def test_sqs_mapping_reports_batch_item_failures_with_config_batching():
     assert m["scalingConfig"] == {"maximumConcurrency": 20}
 
 
+def test_filter_criteria_become_the_mappings():
+    assert "filterCriteria" not in run(TaskServiceArgs(runtime="lambda")).one(
+        "aws:lambda/eventSourceMapping:EventSourceMapping").inputs
+    patterns = [json.dumps({"body": {"kind": ["a"]}}), json.dumps({"body": {"n": [{"numeric": [">", 3]}]}})]
+    criteria = json.dumps({"Filters": [{"Pattern": p} for p in patterns]})
+    m = run(TaskServiceArgs(runtime="lambda", filter_criteria=criteria)).one(
+        "aws:lambda/eventSourceMapping:EventSourceMapping").inputs
+    assert m["filterCriteria"] == {"filters": [{"pattern": p} for p in patterns]}
+
+
 def test_api_has_a_public_function_url(lam):
     url = lam.one("aws:lambda/functionUrl:FunctionUrl").inputs
     assert (url["functionName"], url["authorizationType"]) == ("svc-enqueue", "NONE")

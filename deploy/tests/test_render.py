@@ -54,7 +54,7 @@ def test_sleep_timeout_mapping_and_queue_follow_the_defaults(settings):
     assert settings["event_source_mapping"] == {
         "batch_size": 10, "maximum_batching_window_in_seconds": 0,
         "function_response_types": ["ReportBatchItemFailures"],
-        "maximum_concurrency": DEFAULTS.worker_max_concurrency}
+        "maximum_concurrency": DEFAULTS.worker_max_concurrency, "filter_patterns": []}
     assert settings["function_url"] == {"authorization_type": "NONE"}
     assert settings["queue"] == {"visibility_timeout_seconds": DEFAULTS.effective_visibility_timeout,
                                  "max_receive_count": 3}
@@ -67,7 +67,8 @@ def test_overrides_show_up(tmp_path):
     s = json.loads(done.stdout)
     assert s["event_source_mapping"] == {
         "batch_size": 100, "maximum_batching_window_in_seconds": 5,
-        "function_response_types": ["ReportBatchItemFailures"], "maximum_concurrency": 20}
+        "function_response_types": ["ReportBatchItemFailures"], "maximum_concurrency": 20,
+        "filter_patterns": []}
     assert s["functions"]["sleep"]["environment"]["RUST_LOG"] == "debug"
     assert s["function_url"] == {"authorization_type": "AWS_IAM"}
     assert s["queue"]["visibility_timeout_seconds"] == 6 * 310 + 5

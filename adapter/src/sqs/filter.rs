@@ -406,7 +406,7 @@ mod tests {
         );
         let eleven = format!(
             r#"{{"Filters": [{}]}}"#,
-            vec![r#"{"Pattern": "{\"a\": [1]}"}"#; 11].join(",")
+            [r#"{"Pattern": "{\"a\": [1]}"}"#; 11].join(",")
         );
         assert!(error(&eleven).contains("at most 10"));
         let long =
