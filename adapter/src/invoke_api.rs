@@ -132,6 +132,7 @@ where
     } else {
         Ok(None)
     };
+    let caller_chose_id = matches!(chosen, Ok(Some(_)));
     let mut invocation = match chosen {
         Ok(Some(id)) => Invocation::with_request_id(id, payload, api.config.timeout),
         Ok(None) => Invocation::new(payload, api.config.timeout),
@@ -143,8 +144,15 @@ where
             );
         }
     };
+    // A new root, if one is needed, from the request id's random bits when it is our own v4 UUID
+    // (no second `getrandom`), else fresh ones: a caller who chose the id would choose the root.
+    let random = match uuid::Uuid::parse_str(&invocation.request_id) {
+        Ok(id) if !caller_chose_id => id.as_u128(),
+        _ => uuid::Uuid::new_v4().as_u128(),
+    };
     invocation.trace_id = Some(trace_header::for_request(
         headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()),
+        random,
     ));
     let request_id = invocation.request_id.clone();
     let mut response = match invocation_type {

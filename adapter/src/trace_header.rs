@@ -12,9 +12,13 @@
 //! `AWSTraceHeader`, so a bad one is replaced rather than passed on.
 
 /// The trace header for an invocation from a request whose `X-Amzn-Trace-Id` is `incoming`: the
-/// incoming header's `Root`, `Parent` and `Sampled` when its root is valid, a new root otherwise.
-pub(crate) fn for_request(incoming: Option<&str>) -> String {
-    incoming.and_then(normalize).unwrap_or_else(new_root)
+/// incoming header's `Root`, `Parent` and `Sampled` when its root is valid, else a new root made
+/// from `random` (random bits the caller already has, such as its request id's: a second
+/// `getrandom` per request was measurable on the HTTP path).
+pub(crate) fn for_request(incoming: Option<&str>, random: u128) -> String {
+    incoming
+        .and_then(normalize)
+        .unwrap_or_else(|| root_from(random))
 }
 
 /// The header carried by a message's `AWSTraceHeader`, when it is a valid trace header.
@@ -25,14 +29,19 @@ pub(crate) fn from_message(attribute: &str) -> Option<String> {
 /// `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>;Sampled=0`: a root as X-Ray makes it.
 /// Not sampled: nothing here sends segments to X-Ray, and a function must not think it should.
 pub(crate) fn new_root() -> String {
+    root_from(uuid::Uuid::new_v4().as_u128())
+}
+
+/// A root whose id is the low 96 bits of `random`. From a v4 UUID, 90 of them are random (its
+/// version and variant bits are fixed): plenty for an id that only has to be unique among traces
+/// of the same second.
+fn root_from(random: u128) -> String {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    // The low 96 bits of a v4 UUID: 90 of them random (version and variant bits are fixed),
-    // plenty for an id that only has to be unique among traces of the same second.
-    let random = uuid::Uuid::new_v4().as_u128() & ((1u128 << 96) - 1);
-    format!("Root=1-{:08x}-{random:024x};Sampled=0", seconds as u32)
+    let id = random & ((1u128 << 96) - 1);
+    format!("Root=1-{:08x}-{id:024x};Sampled=0", seconds as u32)
 }
 
 /// The header rebuilt from its valid propagation fields, `None` without a valid `Root`.
@@ -88,11 +97,10 @@ mod tests {
     #[test]
     fn a_valid_incoming_header_keeps_its_propagation_fields() {
         let header = format!("Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1");
-        assert_eq!(for_request(Some(&header)), header);
+        assert_eq!(for_request(Some(&header), 7), header);
+        let extra = format!("Self=1-abc;Root={ROOT};Lineage=a:1;Sampled=0");
         assert_eq!(
-            for_request(Some(&format!(
-                "Self=1-abc;Root={ROOT};Lineage=a:1;Sampled=0"
-            ))),
+            for_request(Some(&extra), 7),
             format!("Root={ROOT};Sampled=0")
         );
     }
@@ -108,7 +116,7 @@ mod tests {
             Some("Root=1-5759e988-bd862e3fe1be46a994272793-x"),
             Some("Parent=53995c3f42cd8ad8"),
         ] {
-            let header = for_request(incoming);
+            let header = for_request(incoming, uuid::Uuid::new_v4().as_u128());
             let root = header
                 .strip_prefix("Root=")
                 .and_then(|rest| rest.strip_suffix(";Sampled=0"))
@@ -116,6 +124,10 @@ mod tests {
             assert!(is_root(root), "{incoming:?} gave {header}");
         }
         assert_ne!(new_root(), new_root(), "roots are random");
+        assert!(
+            for_request(None, 0xabc).ends_with("-000000000000000000000abc;Sampled=0"),
+            "a new root takes the caller's random bits"
+        );
     }
 
     #[test]

@@ -133,11 +133,14 @@ where
     };
     let mut invocation =
         Invocation::with_request_id(request_id.to_owned(), payload, source.config.timeout);
+    // The request id is a v4 UUID made above: its random bits make a new root, if one is needed.
+    let random = uuid::Uuid::parse_str(request_id).map_or(0, |id| id.as_u128());
     invocation.trace_id = Some(trace_header::for_request(
         parts
             .headers
             .get("x-amzn-trace-id")
             .and_then(|v| v.to_str().ok()),
+        random,
     ));
 
     match source.invoker.clone().oneshot(invocation).await {
