@@ -37,7 +37,9 @@ async fn text_reports_carry_memory_used_and_the_first_init_duration() {
             .split('\t')
             .find_map(|field| field.strip_prefix("Max Memory Used: "))
             .unwrap_or_else(|| panic!("no Max Memory Used in {report}"));
-        used.trim_end_matches(" MB").parse().expect("a number of MB")
+        used.trim_end_matches(" MB")
+            .parse()
+            .expect("a number of MB")
     };
     assert!(megabytes(&reports[0]) > 0, "{reports:?}");
     assert!(reports[0].contains("\tInit Duration: "), "{reports:?}");
@@ -64,13 +66,24 @@ async fn json_format_gives_lambdas_platform_records_and_one_line_schema() {
         .expect("a platform.report record");
     let record = &report["record"];
     assert_eq!(record["status"], "success", "{report}");
-    assert!(record["metrics"]["durationMs"].as_f64().is_some(), "{report}");
-    assert!(record["metrics"]["maxMemoryUsedMB"].as_u64() > Some(0), "{report}");
-    assert!(record["metrics"]["initDurationMs"].as_f64().is_some(), "{report}");
+    assert!(
+        record["metrics"]["durationMs"].as_f64().is_some(),
+        "{report}"
+    );
+    assert!(
+        record["metrics"]["maxMemoryUsedMB"].as_u64() > Some(0),
+        "{report}"
+    );
+    assert!(
+        record["metrics"]["initDurationMs"].as_f64().is_some(),
+        "{report}"
+    );
     let request_id = record["requestId"].as_str().expect("a request id");
     assert!(
-        adapter.log().lines().any(|line| line.contains("platform.start")
-            && line.contains(request_id)),
+        adapter
+            .log()
+            .lines()
+            .any(|line| line.contains("platform.start") && line.contains(request_id)),
         "a platform.start for {request_id}"
     );
     // The adapter's own lines: flat JSON, as the functions' (`shared::logging`).
@@ -80,5 +93,8 @@ async fn json_format_gives_lambdas_platform_records_and_one_line_schema() {
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|line| line["message"] == "function ready; starting the event source")
         .expect("the adapter's own line, flat");
-    assert!(ready["timestamp"].is_string() && ready["level"] == "INFO", "{ready}");
+    assert!(
+        ready["timestamp"].is_string() && ready["level"] == "INFO",
+        "{ready}"
+    );
 }
