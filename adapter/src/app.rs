@@ -346,6 +346,7 @@ async fn serve_until_shutdown(
                     api_id: config.function_name.clone(),
                     trust_forwarded_for: args.trust_forwarded_for,
                     body_read_timeout: Duration::from_secs(args.body_read_timeout.into()),
+                    invoke_mode: args.invoke_mode,
                 },
                 shutdown.clone(),
             );

@@ -100,6 +100,22 @@ pub struct HttpArgs {
     #[arg(long, env = "ADAPTER_IDLE_TIMEOUT", default_value_t = 75,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub idle_timeout: u32,
+    /// How a streamed reply reaches the client, as a function URL's `InvokeMode`:
+    /// `RESPONSE_STREAM` passes it on as the function writes it, `BUFFERED` answers once it is
+    /// whole. Replies the function does not stream are buffered either way.
+    #[arg(long, env = "ADAPTER_INVOKE_MODE", value_enum, default_value_t = InvokeMode::ResponseStream)]
+    pub invoke_mode: InvokeMode,
+}
+
+/// A function URL's `InvokeMode`: whether a streamed reply is streamed to the client.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeMode {
+    /// Stream a streamed reply to the client as it is produced.
+    #[value(name = "RESPONSE_STREAM")]
+    ResponseStream,
+    /// Answer once the reply is whole.
+    #[value(name = "BUFFERED")]
+    Buffered,
 }
 
 /// Flags shared by every source: the function host, the Invoke API, admin and shutdown.

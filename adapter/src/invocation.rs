@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::response_stream::StreamHandoff;
+
 /// One invocation of the hosted function, as Lambda would make it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Invocation {
     /// `Lambda-Runtime-Aws-Request-Id`: unique per invocation.
     pub request_id: String,
@@ -26,6 +28,9 @@ pub struct Invocation {
     /// in its queue, for a restarting process); `None`: its `timeout`. Past it the invocation
     /// fails with [`InvokeError::NotReady`], never having run.
     pub max_wait_for_process: Option<Duration>,
+    /// Where the reply goes if the function streams it, for a source that can pass a stream on
+    /// (see [`crate::response_stream`]); `None`: a streamed reply is buffered.
+    pub response_stream: Option<StreamHandoff>,
 }
 
 impl Invocation {
@@ -47,6 +52,7 @@ impl Invocation {
             timeout,
             trace_id: None,
             max_wait_for_process: None,
+            response_stream: None,
         }
     }
 
@@ -54,6 +60,12 @@ impl Invocation {
     /// [`Invocation::max_wait_for_process`]).
     pub fn waiting_for_process(mut self, wait: Duration) -> Self {
         self.max_wait_for_process = Some(wait);
+        self
+    }
+
+    /// This invocation, streaming its reply into `handoff` if the function streams.
+    pub fn streaming_to(mut self, handoff: StreamHandoff) -> Self {
+        self.response_stream = Some(handoff);
         self
     }
 

@@ -11,6 +11,8 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -19,15 +21,22 @@ use serde_json::json;
 use crate::host::process::{KillReason, Slot};
 use crate::host::queue::WorkQueue;
 use crate::invocation::{InvocationResponse, InvokeError};
+use crate::response_stream::StreamWriter;
 
-/// Largest reply accepted from a function (Lambda's own limit is 6 MB buffered, 20 MB streamed).
+/// Largest reply accepted from a function to buffer (Lambda's own limit is 6 MB buffered).
 pub(crate) const MAX_REPLY_BYTES: usize = 20 * 1024 * 1024;
+
+/// Largest reply streamed through to a source: Lambda's limit for a streamed response (200 MB).
+/// Lambda also caps the rate past the first 6 MB (2 MB/s); the adapter does not: on ECS there is
+/// no such cap to prepare for, and a slower stream would only slow users down.
+pub(crate) const MAX_STREAMED_BYTES: usize = 200 * 1024 * 1024;
 
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 const FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";
 const TRACE_ID: &str = "lambda-runtime-trace-id";
 const FUNCTION_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+const FUNCTION_ERROR_BODY: &str = "lambda-runtime-function-error-body";
 
 /// What the handlers of one slot's Runtime API share.
 #[derive(Clone)]
@@ -119,6 +128,17 @@ async fn invocation_response(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let streaming = is_streaming(&headers);
+    let content_type = headers.get(header::CONTENT_TYPE);
+    if streaming {
+        let writer = api
+            .slot
+            .current()
+            .and_then(|incarnation| incarnation.open_stream(&request_id, content_type.cloned()));
+        if let Some(writer) = writer {
+            return forward_stream(&api, &request_id, body, writer).await;
+        }
+    }
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(status) => {
@@ -131,8 +151,8 @@ async fn invocation_response(
             return api_error(status, "RequestEntityTooLarge", "reply too large");
         }
     };
-    let reply = if is_streaming(&headers) {
-        crate::streaming_reply::to_buffered(&headers, &body)
+    let reply = if streaming {
+        crate::response_stream::to_buffered(content_type, &body)
     } else {
         Ok(body)
     };
@@ -144,6 +164,86 @@ async fn invocation_response(
         },
     };
     complete(&api, &request_id, result)
+}
+
+/// Passes a streamed reply on chunk by chunk as the function writes it, then completes the
+/// invocation: with the function's error if its trailers name one. A consumer that goes away (the
+/// client hung up) does not stop the function, as on Lambda: the rest is read and dropped.
+async fn forward_stream(
+    api: &RuntimeApi,
+    request_id: &str,
+    mut body: Body,
+    writer: StreamWriter,
+) -> Response {
+    let mut sent = 0_usize;
+    let mut consumer = Some(writer);
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The function's connection broke mid-reply: it aborted, or its process died (then
+            // the host fails the invocation too, whichever comes first).
+            fail_invocation(
+                api,
+                request_id,
+                "Runtime.StreamError",
+                "the function's response stream broke off",
+            );
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "StreamError",
+                "the stream broke off",
+            );
+        };
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                continue;
+            }
+        };
+        sent += data.len();
+        if sent > MAX_STREAMED_BYTES {
+            fail_invocation(
+                api,
+                request_id,
+                "Function.ResponseSizeTooLarge",
+                "Response payload size exceeded maximum allowed payload size",
+            );
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "reply too large",
+            );
+        }
+        if let Some(writer) = &consumer
+            && !writer.send(data).await
+        {
+            consumer = None;
+        }
+    }
+    drop(consumer);
+    let result = match trailers.as_ref().and_then(trailer_error) {
+        Some((error_type, payload)) => InvocationResponse::FunctionError {
+            error_type,
+            payload,
+        },
+        None => InvocationResponse::Success(Bytes::new()),
+    };
+    complete(api, request_id, result)
+}
+
+/// The error a streamed reply's trailers report: `Lambda-Runtime-Function-Error-Type` and the
+/// base64 `Lambda-Runtime-Function-Error-Body`.
+fn trailer_error(trailers: &HeaderMap) -> Option<(String, Bytes)> {
+    let error_type = trailers.get(FUNCTION_ERROR_TYPE)?.to_str().ok()?.to_owned();
+    let payload = trailers
+        .get(FUNCTION_ERROR_BODY)
+        .and_then(|body| STANDARD.decode(body.as_bytes()).ok())
+        .map_or_else(
+            || error_payload(&error_type, "error reported mid-stream"),
+            Bytes::from,
+        );
+    Some((error_type, payload))
 }
 
 async fn invocation_error(

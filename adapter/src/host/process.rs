@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::queue::Job;
 use crate::invocation::InvokeError;
 use crate::lock::lock;
+use crate::response_stream::StreamWriter;
 
 /// A place for one function process. Each slot has its own Runtime API listener, so the host knows
 /// which process took an invocation from the connection it arrived on.
@@ -242,6 +243,21 @@ impl Incarnation {
             },
         );
         Ok(())
+    }
+
+    /// Opens the reply stream of a job this process runs (see [`Job::open_stream`]); `None` when
+    /// the reply is to be buffered, or the job is not running here. The job stays running, under
+    /// its timeout, until the stream ends with [`Incarnation::replied`].
+    pub(crate) fn open_stream(
+        &self,
+        request_id: &str,
+        content_type: Option<http::HeaderValue>,
+    ) -> Option<StreamWriter> {
+        lock(&self.state)
+            .running
+            .get_mut(request_id)?
+            .job
+            .open_stream(content_type)
     }
 
     /// Removes a running job and disarms its timeout.

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot, watch};
 use super::metrics::HostMetrics;
 use crate::gauge::GaugeGuard;
 use crate::invocation::{Invocation, InvocationResponse, InvokeError};
+use crate::response_stream::{StreamEnd, StreamWriter};
 
 /// What an invocation resolves to.
 pub(crate) type InvokeResult = Result<InvocationResponse, InvokeError>;
@@ -37,6 +38,8 @@ pub(crate) struct Job {
     reply: oneshot::Sender<Reply>,
     submitted: Instant,
     metrics: Arc<HostMetrics>,
+    /// Set once the function streams its reply: how the stream ends is told here.
+    stream_end: Option<StreamEnd>,
     // Held until the job completes, so a caller that gives up waiting does not free its slot early.
     _permit: OwnedSemaphorePermit,
     _in_flight: GaugeGuard,
@@ -58,10 +61,22 @@ impl Job {
             reply,
             submitted: Instant::now(),
             metrics,
+            stream_end: None,
             _permit: permit,
             _in_flight: in_flight,
         };
         (job, receiver)
+    }
+
+    /// Opens the reply stream to the source, if the source takes one and still waits; the job
+    /// then ends the stream when it completes. `None`: the reply is to be buffered.
+    pub(crate) fn open_stream(
+        &mut self,
+        content_type: Option<http::HeaderValue>,
+    ) -> Option<StreamWriter> {
+        let (writer, end) = self.invocation.response_stream.take()?.open(content_type)?;
+        self.stream_end = Some(end);
+        Some(writer)
     }
 
     /// Hands the result to the caller (if it still waits) and records it.
@@ -72,10 +87,14 @@ impl Job {
             submitted,
             id: _,
             metrics,
+            stream_end,
             _permit,
             _in_flight,
         } = self;
         metrics.record(&result, submitted.elapsed());
+        if let Some(end) = stream_end {
+            end.finish(&result);
+        }
         // Done before the caller hears: whoever the reply wakes sees the slot free and the
         // in-flight gauge already down.
         drop(_in_flight);

@@ -17,8 +17,10 @@ use tower::ServiceExt as _;
 use super::connections::{GuardedListener, Peer};
 use super::event::{RequestMeta, client_ip, domain_name, to_event};
 use super::response::to_http_response;
+use super::streamed::{StreamedReplyError, streamed_response};
+use crate::cli::InvokeMode;
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
-use crate::trace_header;
+use crate::{response_stream, trace_header};
 
 /// Settings of the HTTP source.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct HttpSourceConfig {
     pub trust_forwarded_for: bool,
     /// How long a client has to send a request's body, once its head has come (then 408).
     pub body_read_timeout: Duration,
+    /// Whether a streamed reply is streamed to the client or buffered.
+    pub invoke_mode: InvokeMode,
 }
 
 struct HttpSource<S> {
@@ -142,8 +146,38 @@ where
             .and_then(|v| v.to_str().ok()),
         random,
     ));
+    let mut streamed = None;
+    if source.config.invoke_mode == InvokeMode::ResponseStream {
+        let (handoff, opened) = response_stream::channel();
+        invocation.response_stream = Some(handoff);
+        streamed = Some(opened);
+    }
 
-    match source.invoker.clone().oneshot(invocation).await {
+    let mut call = Box::pin(source.invoker.clone().oneshot(invocation));
+    let result = match streamed {
+        None => call.await,
+        Some(opened) => tokio::select! {
+            // First: a function that streamed and finished at once has both ready.
+            biased;
+            Ok(stream) = opened => {
+                // The head goes out now; the invocation runs on until the stream ends.
+                let id = request_id.to_owned();
+                tokio::spawn(async move { log_stream_end(&id, call.await) });
+                return match streamed_response(stream).await {
+                    Ok(response) => response,
+                    Err(StreamedReplyError::Failed(error)) => {
+                        error_for_type(&error.error_type)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%request_id, %error, "function stream is not a valid HTTP response");
+                        error_response(StatusCode::BAD_GATEWAY, "Internal Server Error")
+                    }
+                };
+            }
+            result = &mut call => result,
+        },
+    };
+    match result {
         Ok(InvocationResponse::Success(reply)) => match to_http_response(&reply) {
             Ok(response) => response,
             Err(error) => {
@@ -157,18 +191,36 @@ where
         }
         Err(error) => {
             tracing::warn!(%request_id, %error, "invocation failed");
-            match error {
-                InvokeError::Timeout { .. } => {
-                    error_response(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
-                }
-                InvokeError::ExitError { .. } => {
-                    error_response(StatusCode::BAD_GATEWAY, "Internal Server Error")
-                }
-                InvokeError::NotReady | InvokeError::ShuttingDown => {
-                    error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-                }
-            }
+            error_for_type(error.error_type())
         }
+    }
+}
+
+/// How a streamed invocation ended, once its stream has: a failure is logged, as the client
+/// only sees its response break off.
+fn log_stream_end(request_id: &str, result: Result<InvocationResponse, InvokeError>) {
+    match result {
+        Ok(InvocationResponse::Success(_)) => {}
+        Ok(InvocationResponse::FunctionError { error_type, .. }) => {
+            tracing::info!(%request_id, %error_type, "function reported an error mid-stream");
+        }
+        Err(error) => {
+            let error_type = error.error_type();
+            tracing::warn!(%request_id, %error_type, %error, "streamed invocation failed");
+        }
+    }
+}
+
+/// The response API Gateway gives for an invocation that failed with this Lambda error type.
+fn error_for_type(error_type: &str) -> Response {
+    match error_type {
+        "Sandbox.Timedout" => {
+            error_response(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+        }
+        "Runtime.Unavailable" | "Runtime.ShuttingDown" => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+        }
+        _ => error_response(StatusCode::BAD_GATEWAY, "Internal Server Error"),
     }
 }
 
