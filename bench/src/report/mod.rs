@@ -9,6 +9,7 @@ mod container;
 mod enqueue;
 mod invoke;
 mod profile;
+mod stream;
 
 /// One result line: its figure and its `key=value` pairs.
 #[derive(Debug, Clone)]
@@ -135,6 +136,7 @@ pub fn write_all_with_plots(
     startup(md, r, &mut goals)?;
     memory(md, r, &mut goals)?;
     invoke::invoke(md, r)?;
+    stream::stream(md, r)?;
     profile::profile(md, r)?;
     container::container(md, r)?;
     Ok(goals)
