@@ -87,6 +87,10 @@ class TaskServiceArgs:
     # Tasks sleep up to 300 s and run concurrently within a batch; 10 s covers start-up and slack.
     worker_timeout: int = 310
     api_timeout: int = 10
+    # A function URL's InvokeMode for the api: BUFFERED (Lambda's default) answers once the reply is
+    # whole; RESPONSE_STREAM passes a streamed reply on as it is written. Both runtimes: the
+    # FunctionUrl's invoke_mode, or the adapter's --invoke-mode.
+    api_invoke_mode: str = "BUFFERED"
     shutdown_grace: int = 25
     api_cpu: int = 256
     api_memory: int = 512
@@ -159,6 +163,9 @@ def required_visibility_timeout(args: TaskServiceArgs) -> int:
 
 _SNS_TOPIC = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/")
+
+# A function URL's InvokeMode values (the adapter's --invoke-mode takes the same).
+INVOKE_MODES = ("BUFFERED", "RESPONSE_STREAM")
 
 # Config key (camelCase, as in Pulumi.<stack>.yaml) -> field name.
 KEYS: dict[str, str] = {
@@ -364,6 +371,8 @@ def validate(args: TaskServiceArgs) -> list[str]:
         elif args.image_tag and re.search(r"(@|:[^/]*$)", args.image):
             p.append(f"image: {args.image!r} already has a tag or digest; drop it or set imageTag to ''")
     p.extend(filter_criteria_problems(args.filter_criteria))
+    if args.api_invoke_mode not in INVOKE_MODES:
+        p.append(f"apiInvokeMode: {args.api_invoke_mode!r} is not an InvokeMode; allowed: {' or '.join(INVOKE_MODES)}")
     if args.batch_size > 10 and args.batching_window < 1:
         p.append(f"batchSize: {args.batch_size} needs batchingWindow of at least 1 second; allowed "
                  "without a batching window: 1 to 10 (Lambda's and the adapter's rule)")

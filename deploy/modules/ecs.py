@@ -54,6 +54,7 @@ def api_environment(args: TaskServiceArgs, queue_url: str, region: str, log_grou
         # Behind the ALB, which appends the client's address; without it nobody vouches for it.
         **({"ADAPTER_TRUST_FORWARDED_FOR": "true"} if args.enable_load_balancer else {}),
         "ADAPTER_TIMEOUT": str(args.api_timeout),
+        "ADAPTER_INVOKE_MODE": args.api_invoke_mode,
         "ADAPTER_MAX_CONCURRENCY": str(args.api_max_concurrency),
         "ADAPTER_PER_PROCESS_CONCURRENCY": str(args.api_per_process_concurrency),
         "ADAPTER_SHUTDOWN_GRACE": str(args.shutdown_grace),

@@ -85,7 +85,7 @@ class LambdaResources:
 
         self.function_url = aws.lambda_.FunctionUrl(
             f"{name}-enqueue-url", function_name=self.api_function.name,
-            authorization_type=args.function_url_auth, opts=opts)
+            authorization_type=args.function_url_auth, invoke_mode=args.api_invoke_mode, opts=opts)
         if args.function_url_auth == "NONE":
             # A public URL needs both statements since AWS's October 2025 change: invoking through
             # the URL, and the function invocation it makes.

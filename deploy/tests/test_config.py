@@ -55,6 +55,7 @@ def test_strings_from_the_cli_are_parsed_to_their_types():
     ({"apiPerProcessConcurrency": 0}, ["apiPerProcessConcurrency", "1 to 1000"]),
     ({"workerPollers": 0}, ["workerPollers", "1 to 100", "--pollers"]),
     ({"filterCriteria": "{"}, ["filterCriteria", "not JSON"]),
+    ({"apiInvokeMode": "STREAM"}, ["apiInvokeMode", "'STREAM'", "BUFFERED or RESPONSE_STREAM"]),
     ({"filterCriteria": '{"Filter": []}'}, ["filterCriteria", "not a FilterCriteria object"]),
     ({"filterCriteria": '{"Filters": [{"Pattern": "[1]"}]}'}, ["filterCriteria", "filter 0", "non-empty JSON object"]),
     ({"filterCriteria": '{"Filters": [{"pattern": "{}"}]}'}, ["filterCriteria", "filter 0 is not"]),

@@ -130,7 +130,7 @@ def test_every_adapter_variable_is_a_flag_the_adapter_knows(ecs):
              "ADAPTER_INVOKE_LISTEN", "ADAPTER_SHUTDOWN_GRACE", "ADAPTER_QUEUE_URL", "ADAPTER_BATCH_SIZE",
              "ADAPTER_BATCHING_WINDOW", "ADAPTER_REPORT_BATCH_ITEM_FAILURES", "ADAPTER_VISIBILITY_EXTENSION_MARGIN",
              "ADAPTER_POLLERS", "ADAPTER_TRUST_FORWARDED_FOR", "ADAPTER_PLATFORM_LOGS",
-             "ADAPTER_STOP_ON_STDIN_EOF", "ADAPTER_FILTER_CRITERIA"}
+             "ADAPTER_STOP_ON_STDIN_EOF", "ADAPTER_FILTER_CRITERIA", "ADAPTER_INVOKE_MODE"}
     for task in ("svc-api", "svc-worker"):
         used = {k for k in env(ecs.container(task)) if k.startswith("ADAPTER_")}
         assert used <= known, used - known
@@ -141,6 +141,12 @@ def test_filter_criteria_reach_the_worker_adapter_only_when_set():
     criteria = json.dumps({"Filters": [{"Pattern": json.dumps({"body": {"kind": ["a"]}})}]})
     worker = env(run(TaskServiceArgs(filter_criteria=criteria)).container("svc-worker"))
     assert worker["ADAPTER_FILTER_CRITERIA"] == criteria
+
+
+def test_api_invoke_mode_reaches_the_api_adapter():
+    assert env(run(TaskServiceArgs()).container("svc-api"))["ADAPTER_INVOKE_MODE"] == "BUFFERED"
+    api = env(run(TaskServiceArgs(api_invoke_mode="RESPONSE_STREAM")).container("svc-api"))
+    assert api["ADAPTER_INVOKE_MODE"] == "RESPONSE_STREAM"
 
 
 def test_worker_pollers_reach_the_adapter_only_when_set():

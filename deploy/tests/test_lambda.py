@@ -58,6 +58,12 @@ def test_filter_criteria_become_the_mappings():
     assert m["filterCriteria"] == {"filters": [{"pattern": p} for p in patterns]}
 
 
+def test_api_invoke_mode_becomes_the_function_urls():
+    assert run(TaskServiceArgs(runtime="lambda")).one("aws:lambda/functionUrl:FunctionUrl").inputs["invokeMode"] == "BUFFERED"
+    d = run(TaskServiceArgs(runtime="lambda", api_invoke_mode="RESPONSE_STREAM"))
+    assert d.one("aws:lambda/functionUrl:FunctionUrl").inputs["invokeMode"] == "RESPONSE_STREAM"
+
+
 def test_api_has_a_public_function_url(lam):
     url = lam.one("aws:lambda/functionUrl:FunctionUrl").inputs
     assert (url["functionName"], url["authorizationType"]) == ("svc-enqueue", "NONE")
