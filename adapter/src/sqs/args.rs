@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::MAX_PER_RECEIVE;
-use super::filter::FilterCriteria;
+use crate::event_filter::FilterCriteria;
 
 /// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
 #[derive(clap::Args, Debug, Clone)]

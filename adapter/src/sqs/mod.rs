@@ -46,7 +46,6 @@ mod batch;
 mod client;
 mod deleter;
 mod error;
-pub mod filter;
 mod health;
 mod in_flight;
 mod metrics;

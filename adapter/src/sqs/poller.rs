@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::MAX_PER_RECEIVE;
 use super::client::{CallError, QueueClient};
 use super::deleter::Deleter;
-use super::filter::FilterCriteria;
+use crate::event_filter::FilterCriteria;
 use super::health::PollerHealth;
 use super::in_flight::InFlightMessages;
 use super::metrics::SqsMetrics;
