@@ -62,18 +62,13 @@ fn released_at_shutdown(
 impl BatchRunner {
     /// Whether shutdown has begun, or begins within [`SIGNAL_SETTLE`] of a process dying.
     async fn shutting_down_soon(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
-        if self.shutdown.is_cancelled() {
-            return true;
+        match result {
+            Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => {
+                let shutdown = self.shutdown.cancelled();
+                tokio::time::timeout(SIGNAL_SETTLE, shutdown).await.is_ok()
+            }
+            _ => self.shutdown.is_cancelled(),
         }
-        if !matches!(
-            result,
-            Err(InvokeError::ExitError { .. } | InvokeError::NotReady)
-        ) {
-            return false;
-        }
-        tokio::time::timeout(SIGNAL_SETTLE, self.shutdown.cancelled())
-            .await
-            .is_ok()
     }
 
     /// Runs `records` (in parts under Lambda's payload limit) and settles each part.

@@ -2,7 +2,7 @@
 //! them invisible while they are gathered and processed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -65,7 +65,7 @@ pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
 
 #[derive(Debug)]
 struct Entry {
-    receipt_handle: String,
+    receipt: Receipt,
     /// When the next extension is due.
     due_at: Instant,
     hold_until: Instant,
@@ -96,20 +96,16 @@ impl InFlightMessages {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        lock(&self.entries)
-    }
-
     /// Applies `change` to the entries whose registered delivery is one of `receipts`.
     fn update<'a>(
         &self,
         receipts: impl IntoIterator<Item = &'a Receipt>,
         change: impl Fn(&mut Entry),
     ) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for receipt in receipts {
             if let Some(entry) = entries.get_mut(&receipt.message_id)
-                && entry.receipt_handle == receipt.receipt_handle
+                && entry.receipt == *receipt
             {
                 change(entry);
             }
@@ -118,10 +114,10 @@ impl InFlightMessages {
 
     /// Starts tracking messages received at `received_at`.
     pub fn track<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, received_at: Instant) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for receipt in receipts {
             let entry = Entry {
-                receipt_handle: receipt.receipt_handle.clone(),
+                receipt: receipt.clone(),
                 due_at: received_at + self.policy.first_after,
                 hold_until: received_at + self.max_hold,
             };
@@ -131,11 +127,11 @@ impl InFlightMessages {
 
     /// Stops tracking settled messages; a newer delivery of one stays tracked.
     pub fn untrack<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for receipt in receipts {
             if entries
                 .get(&receipt.message_id)
-                .is_some_and(|e| e.receipt_handle == receipt.receipt_handle)
+                .is_some_and(|e| e.receipt == *receipt)
             {
                 entries.remove(&receipt.message_id);
             }
@@ -161,16 +157,16 @@ impl InFlightMessages {
 
     /// Tracked messages due for extension at `now`, within their hold.
     pub fn due(&self, now: Instant) -> Vec<Receipt> {
-        let entries = self.lock();
+        let entries = lock(&self.entries);
         let due = entries
             .iter()
             .filter(|(_, e)| now >= e.due_at && now < e.hold_until);
-        due.map(|(id, e)| receipt(id.clone(), e)).collect()
+        due.map(|(_, e)| e.receipt.clone()).collect()
     }
 
     /// Records that these messages were extended at `at` (untracked ones are skipped).
     pub fn mark_extended<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>, at: Instant) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for id in message_ids {
             if let Some(entry) = entries.get_mut(id) {
                 entry.due_at = at + self.policy.extend_after;
@@ -180,13 +176,16 @@ impl InFlightMessages {
 
     /// Removes and returns every tracked message.
     pub fn drain(&self) -> Vec<Receipt> {
-        self.lock().drain().map(|(id, e)| receipt(id, &e)).collect()
+        lock(&self.entries)
+            .drain()
+            .map(|(_, e)| e.receipt)
+            .collect()
     }
 
     /// Whether no message is tracked.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        lock(&self.entries).is_empty()
     }
 
     /// The keeper task: extends due messages until `stop` fires.
@@ -223,11 +222,7 @@ impl InFlightMessages {
             self.stop_extending(&report.rejected, now);
             let extended = report.done.len();
             metrics.visibility_extensions.inc_by(extended as u64);
-            tracing::debug!(
-                extended,
-                seconds = extend_to.as_secs(),
-                "extended visibility"
-            );
+            tracing::debug!(extended, "extended visibility");
             let refused: HashSet<&str> = report.rejected.iter().map(|r| &*r.message_id).collect();
             for (message_id, reason) in &report.failed {
                 // One refused now and then is a message settled meanwhile; all of them failing
@@ -239,14 +234,6 @@ impl InFlightMessages {
                 }
             }
         }
-    }
-}
-
-fn receipt(message_id: String, entry: &Entry) -> Receipt {
-    let receipt_handle = entry.receipt_handle.clone();
-    Receipt {
-        message_id,
-        receipt_handle,
     }
 }
 

@@ -127,7 +127,8 @@ impl Poller {
                 }
             };
             let max = (capacity - records.len()).min(MAX_PER_RECEIVE);
-            let (received, cancelled) = self.receive(max, wait, cancel).await;
+            let received = self.receive(max, wait, cancel).await;
+            let cancelled = cancel.is_cancelled();
             match received {
                 Ok(messages) => {
                     self.health.set(true);
@@ -175,27 +176,25 @@ impl Poller {
         Some(records)
     }
 
-    /// One receive call, seen through even if `cancel` fires meanwhile (then says so).
+    /// One receive call, seen through even if `cancel` fires meanwhile.
     async fn receive(
         &self,
         max: usize,
         wait: Duration,
         cancel: &CancellationToken,
-    ) -> (Result<Vec<Message>, CallError>, bool) {
+    ) -> Result<Vec<Message>, CallError> {
         if cancel.is_cancelled() {
-            return (Ok(Vec::new()), true);
+            return Ok(Vec::new());
         }
         let receive = self.client.receive(max, wait);
         tokio::pin!(receive);
         tokio::select! {
             biased;
-            received = &mut receive => (received, false),
+            received = &mut receive => received,
             () = cancel.cancelled() => {
                 // The long poll ends by `wait`; the bound only guards against a hung call.
-                let received = tokio::time::timeout(wait + Duration::from_secs(1), &mut receive)
-                    .await
-                    .unwrap_or_else(|_| Ok(Vec::new()));
-                (received, true)
+                let bound = wait + Duration::from_secs(1);
+                tokio::time::timeout(bound, receive).await.unwrap_or_else(|_| Ok(Vec::new()))
             }
         }
     }
