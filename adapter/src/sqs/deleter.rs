@@ -73,9 +73,8 @@ impl Deleter {
         }
         let (reply, report) = oneshot::channel();
         let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
-        if self.asks.send(Ask { receipts, reply }).is_err() {
-            return stopped(ids);
-        }
+        // Not sent: the reply's sender is dropped with the ask.
+        let _ = self.asks.send(Ask { receipts, reply });
         report.await.unwrap_or_else(|_| stopped(ids))
     }
 }

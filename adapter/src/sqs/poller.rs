@@ -19,10 +19,7 @@ use crate::backoff::Backoff;
 use crate::event_filter::FilterCriteria;
 
 /// A batch gathered by a poller, with the concurrency slot it runs in.
-pub(crate) struct ReadyBatch {
-    pub(crate) permit: OwnedSemaphorePermit,
-    pub(crate) records: Vec<Record>,
-}
+pub(crate) type ReadyBatch = (OwnedSemaphorePermit, Vec<Record>);
 
 /// Gathers batches from one queue.
 #[derive(Debug)]
@@ -89,11 +86,7 @@ impl Poller {
                 }
                 let rest = records.split_off(self.batch_size.min(records.len()));
                 let batch = std::mem::replace(&mut records, rest);
-                let batch = ReadyBatch {
-                    permit,
-                    records: batch,
-                };
-                if ready.send(batch).is_err() {
+                if ready.send((permit, batch)).is_err() {
                     return; // never: the source goes after every poller
                 }
             }

@@ -75,20 +75,14 @@ impl Verdict {
             }
         };
         let ids = message_ids.iter().map(|id| (*id).to_owned());
-        match failed_ids {
-            Ok(failed_ids) => {
-                let (failed, succeeded) = ids.partition(|id| failed_ids.contains(id.as_str()));
-                Self {
-                    succeeded,
-                    failed,
-                    batch_failure: None,
-                }
-            }
-            Err(failure) => Self {
-                succeeded: Vec::new(),
-                failed: ids.collect(),
-                batch_failure: Some(failure),
-            },
+        let (failed, succeeded) = match &failed_ids {
+            Ok(failed_ids) => ids.partition(|id| failed_ids.contains(id.as_str())),
+            Err(_) => (ids.collect(), Vec::new()),
+        };
+        Self {
+            succeeded,
+            failed,
+            batch_failure: failed_ids.err(),
         }
     }
 }

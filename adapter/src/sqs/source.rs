@@ -16,7 +16,7 @@ use super::client::{QueueClient, Receipt, sdk_config};
 use super::deleter::Deleter;
 use super::health::SqsMetrics;
 use super::in_flight::{InFlightMessages, VisibilityPolicy};
-use super::poller::{Poller, ReadyBatch};
+use super::poller::Poller;
 use super::record::QueueIdentity;
 use super::{MAX_WAIT_TIME, SqsArgs, SqsError, SqsHealth, TaskFailure};
 use crate::backoff::Backoff;
@@ -54,11 +54,9 @@ const KEEPER: &str = "visibility keeper";
 const DELETER: &str = "deleter";
 
 impl SqsSource {
-    /// Builds the SQS client (aws-config from the environment) and reads the queue's ARN and
-    /// visibility timeout, waiting out an SQS that cannot be reached yet (the adapter may start
-    /// before the network or LocalStack): retries with backoff until the queue answers or
-    /// `shutdown` fires (then `Ok(None)`). Contradictory flags and a definite answer (no such
-    /// queue, access denied) fail at once: waiting would not fix them.
+    /// [`SqsSource::with_config`] with aws-config from the environment, waiting out an SQS not
+    /// reachable yet (the adapter may start before the network or LocalStack) until `shutdown`
+    /// (then `Ok(None)`). Bad flags and a definite answer (no such queue) fail at once.
     pub async fn connect(
         args: SqsArgs,
         registry: &mut Registry,
@@ -81,8 +79,7 @@ impl SqsSource {
         }
     }
 
-    /// Connects once, with the AWS configuration given (tests point it at LocalStack), and
-    /// registers the metrics.
+    /// Checks the flags, reads the queue's ARN and visibility timeout, registers the metrics.
     pub async fn with_config(
         args: SqsArgs,
         config: &aws_config::SdkConfig,
@@ -149,11 +146,9 @@ impl SqsSource {
         self.health.clone()
     }
 
-    /// Runs until `shutdown` fires: invokes `invoker` with at most `config.max_concurrency`
-    /// batches at once and settles each, then drains and releases (module map). SQS errors are
-    /// logged and retried for ever. It fails only if one of its tasks fails (a bug), after
-    /// draining and releasing as at shutdown: the adapter then exits non-zero for a restart,
-    /// rather than run crippled with `/readyz` still green.
+    /// Runs until `shutdown` fires, then drains and releases (module map). SQS errors are retried
+    /// for ever. It fails only if one of its tasks fails (a bug), after draining and releasing:
+    /// the adapter then exits non-zero for a restart, rather than run crippled.
     pub async fn run<S>(
         self,
         invoker: S,
@@ -186,10 +181,11 @@ impl SqsSource {
         let stop = shutdown.child_token();
         let keeper_stop = CancellationToken::new();
         let mut tasks = Tasks::default();
-        let keeper = in_flight.clone();
-        let client = self.client.clone();
-        let keeping = keeper.keep_visible(client, self.metrics.clone(), keeper_stop.clone());
-        tasks.spawn(KEEPER, keeping);
+        let (client, metrics) = (self.client.clone(), self.metrics.clone());
+        let keeper = in_flight
+            .clone()
+            .keep_visible(client, metrics, keeper_stop.clone());
+        tasks.spawn(KEEPER, keeper);
         let (deleter, deleting) = Deleter::start(self.client.clone());
         let deleter_task = tasks.spawn(DELETER, deleting);
         let runner = BatchRunner {
@@ -244,7 +240,7 @@ impl SqsSource {
         loop {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
-                    Some(ReadyBatch { permit, records }) => {
+                    Some((permit, records)) => {
                         let runner = runner.clone();
                         let invoker = invoker.clone();
                         batches.spawn(async move {
