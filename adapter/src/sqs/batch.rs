@@ -21,7 +21,7 @@ use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 const SIGNAL_SETTLE: Duration = Duration::from_secs(1);
 
 /// Runs one batch at a time and settles it. Cheap to clone: one per batch task.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct BatchRunner {
     pub(crate) deleter: Deleter,
     pub(crate) in_flight: InFlightMessages,
@@ -72,10 +72,7 @@ impl BatchRunner {
     }
 
     /// Runs `records` (in parts under Lambda's payload limit) and settles each part.
-    pub(crate) async fn process<S>(&self, invoker: S, records: Vec<Record>)
-    where
-        S: Invoke,
-    {
+    pub(crate) async fn process<S: Invoke>(&self, invoker: S, records: Vec<Record>) {
         let _in_flight = GaugeGuard::new(&self.metrics.batches_in_flight);
         // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
         // run one after the other in this batch's slot.
@@ -89,11 +86,8 @@ impl BatchRunner {
             if self.fifo && outcome != PartOutcome::Clean {
                 // The later parts may hold later messages of a failed group: running them now
                 // would put those before the retry. Unrun, they fail with it (or are released).
-                let rest: Vec<&Receipt> = parts[index + 1..]
-                    .iter()
-                    .flatten()
-                    .map(|r| &r.receipt)
-                    .collect();
+                let rest = parts[index + 1..].iter().flatten().map(|r| &r.receipt);
+                let rest: Vec<&Receipt> = rest.collect();
                 if outcome == PartOutcome::Failed && !rest.is_empty() {
                     self.in_flight.untrack(rest.iter().copied());
                     self.metrics.failed.inc_by(rest.len() as u64);
@@ -105,10 +99,7 @@ impl BatchRunner {
         }
     }
 
-    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record]) -> PartOutcome
-    where
-        S: Invoke,
-    {
+    async fn invoke_and_settle<S: Invoke>(&self, invoker: S, records: &[Record]) -> PartOutcome {
         let ids: Vec<&str> = records
             .iter()
             .map(|r| r.receipt.message_id.as_str())

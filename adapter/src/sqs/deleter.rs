@@ -3,7 +3,6 @@
 //! drain. No timer: an ask waits for a free call slot of the [`QueueClient`], and asks that arrive
 //! meanwhile go with it; a lone ask goes at once, a full one (10) straight to the client.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -29,12 +28,6 @@ type DeleteFn = dyn Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> BoxFuture<
 pub(crate) struct Deleter {
     asks: mpsc::UnboundedSender<Ask>,
     delete: Arc<DeleteFn>,
-}
-
-impl fmt::Debug for Deleter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Deleter").finish_non_exhaustive()
-    }
 }
 
 impl Deleter {
@@ -101,10 +94,8 @@ async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::Unbou
             None => tokio::select! {
                 biased;
                 Some(_) = calls.join_next(), if !calls.is_empty() => continue,
-                ask = asks.recv() => match ask {
-                    Some(ask) => ask,
-                    None => break,
-                },
+                Some(ask) = asks.recv() => ask,
+                else => break, // every handle dropped, every call done
             },
         };
         // Every call slot busy: asks pile up meanwhile, and go together in this call.

@@ -93,48 +93,43 @@ pub(crate) struct SqsMetrics {
 impl SqsMetrics {
     /// Fresh metrics, registered under `adapter_sqs_*` names (counters get `_total` from the encoder).
     pub(crate) fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("adapter_sqs");
         let mut counter = |name: &str, help: &str| {
             let counter = Counter::default();
             registry.register(name, help, counter.clone());
             counter
         };
         let metrics = Self {
-            received: counter(
-                "adapter_sqs_messages_received",
-                "Messages received from the queue",
-            ),
+            received: counter("messages_received", "Messages received from the queue"),
             deleted: counter(
-                "adapter_sqs_messages_deleted",
+                "messages_deleted",
                 "Messages deleted after the function succeeded with them",
             ),
             failed: counter(
-                "adapter_sqs_messages_failed",
+                "messages_failed",
                 "Messages left on the queue because the function failed with them (batch item failures or failed batches)",
             ),
             released: counter(
-                "adapter_sqs_messages_released",
+                "messages_released",
                 "Messages made visible again at shutdown because their batch could not finish",
             ),
             filtered: counter(
-                "adapter_sqs_messages_filtered",
+                "messages_filtered",
                 "Messages that matched no filter criteria, deleted without an invocation",
             ),
             visibility_extensions: counter(
-                "adapter_sqs_visibility_extensions",
+                "visibility_extensions",
                 "Messages whose visibility timeout was extended while their batch ran",
             ),
-            receive_errors: counter(
-                "adapter_sqs_receive_errors",
-                "ReceiveMessage calls that failed",
-            ),
+            receive_errors: counter("receive_errors", "ReceiveMessage calls that failed"),
             delete_errors: counter(
-                "adapter_sqs_delete_errors",
+                "delete_errors",
                 "Messages that could not be deleted after retries (they will be delivered again)",
             ),
             batches_in_flight: Gauge::default(),
         };
         registry.register(
-            "adapter_sqs_batches_in_flight",
+            "batches_in_flight",
             "Batches being processed by the function now",
             metrics.batches_in_flight.clone(),
         );

@@ -22,7 +22,6 @@ use crate::event_filter::FilterCriteria;
 pub(crate) type ReadyBatch = (OwnedSemaphorePermit, Vec<Record>);
 
 /// Gathers batches from one queue.
-#[derive(Debug)]
 pub(crate) struct Poller {
     pub(crate) client: QueueClient,
     pub(crate) queue: QueueIdentity,

@@ -149,15 +149,12 @@ impl SqsSource {
     /// Runs until `shutdown` fires, then drains and releases (module map). SQS errors are retried
     /// for ever. It fails only if one of its tasks fails (a bug), after draining and releasing:
     /// the adapter then exits non-zero for a restart, rather than run crippled.
-    pub async fn run<S>(
+    pub async fn run<S: Invoke>(
         self,
         invoker: S,
         config: RunConfig,
         shutdown: CancellationToken,
-    ) -> Result<(), SqsError>
-    where
-        S: Invoke,
-    {
+    ) -> Result<(), SqsError> {
         let RunConfig {
             max_concurrency,
             invocation_timeout,
