@@ -1,10 +1,7 @@
-//! [`QueueClient`]: every SQS call the source makes, and the one place they are retried and
-//! limited.
-//!
-//! The SDK's own retries are off ([`sdk_config`]): batch calls are retried here per entry (SQS
-//! fails entries one by one, which the SDK cannot see), receives by the pollers' backoff, the start
-//! by `SqsSource::connect`. Throttling and 5xx are retried, a definite 4xx is not. At most
-//! [`CALLS_IN_FLIGHT`] batch calls run at once: deletes, extensions and the release together.
+//! [`QueueClient`]: every SQS call the source makes. The SDK's retries are off ([`sdk_config`]):
+//! batch calls are retried here per entry (SQS fails entries one by one, which the SDK cannot
+//! see), receives by the pollers' backoff, the start by `SqsSource::connect`. Throttling and 5xx
+//! are retried, a definite 4xx is not. At most [`CALLS_IN_FLIGHT`] batch calls run at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +27,8 @@ pub(crate) const CALLS_IN_FLIGHT: usize = 8;
 const DELETE_ATTEMPTS: u32 = 6;
 
 /// The AWS configuration from the environment, every SQS call bounded in time, no SDK retries.
-///
-/// The SDK's defaults bound only the connect: a connection that goes silent without closing (a
-/// lost NAT entry) would hang a receive for ever with `/readyz` still green, or a delete holding a
-/// call slot. A call may take the longest long poll (20 s) plus room for a slow answer.
+/// The SDK's defaults bound only the connect: a connection gone silent (a lost NAT entry) would
+/// hang a receive for ever with `/readyz` still green, or a delete holding a call slot.
 pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))

@@ -58,10 +58,8 @@ impl Poller {
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => return,
-                        permit = slots.clone().acquire_owned() => match permit {
-                            Ok(permit) => permit,
-                            Err(_closed) => return, // never closed; closed means stop
-                        },
+                        Ok(permit) = slots.clone().acquire_owned() => permit,
+                        else => return, // the slots are never closed
                     }
                 }
             };
