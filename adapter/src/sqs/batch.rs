@@ -1,6 +1,7 @@
 //! One batch's life after it is gathered: invoke the function, read its verdict, delete what
 //! succeeded, leave what failed, keep for release what shutdown cut short.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -118,10 +119,10 @@ impl BatchRunner {
         }
         let verdict = Verdict::new(&result, &ids, self.report_batch_item_failures);
         let receipts = |ids: &[String]| -> Vec<Receipt> {
-            let listed = records
-                .iter()
-                .filter(|r| ids.contains(&r.receipt.message_id));
-            listed.map(|r| r.receipt.clone()).collect()
+            let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let listed = records.iter().map(|r| &r.receipt);
+            let listed = listed.filter(|r| ids.contains(r.message_id.as_str()));
+            listed.cloned().collect()
         };
         let outcome = if verdict.failed.is_empty() {
             PartOutcome::Clean

@@ -102,7 +102,8 @@ pub(crate) struct BatchReport {
 pub(crate) struct QueueClient {
     client: Client,
     url: String,
-    calls: Arc<Semaphore>,
+    /// The batch-call slots; the deleter gathers asks while it waits for one.
+    pub(crate) calls: Arc<Semaphore>,
 }
 
 impl QueueClient {
@@ -150,11 +151,6 @@ impl QueueClient {
             .await
             .map_err(CallError::from_sdk)?;
         Ok(output.messages.unwrap_or_default())
-    }
-
-    /// The batch-call slots, for the deleter, which gathers asks while it waits for one.
-    pub(crate) fn call_slots(&self) -> Arc<Semaphore> {
-        self.calls.clone()
     }
 
     /// Deletes `receipts`, retrying what fails for a few seconds; `slot` is a call slot already

@@ -34,7 +34,7 @@ impl Deleter {
     /// A deleter for `client`, and its task, which ends once every handle is dropped and its
     /// calls are done. Aborting it drops the calls in flight (their messages are still registered).
     pub(crate) fn start(client: QueueClient) -> (Self, impl Future<Output = ()> + Send + 'static) {
-        let slots = client.call_slots();
+        let slots = client.calls.clone();
         Self::start_with(slots, move |receipts: Vec<Receipt>, slot| {
             let client = client.clone();
             async move { client.delete(&receipts, slot).await }
