@@ -12,6 +12,7 @@ pub mod admin;
 pub mod app;
 mod backoff;
 pub mod cli;
+pub mod event_filter;
 mod gauge;
 pub mod healthcheck;
 pub mod host;

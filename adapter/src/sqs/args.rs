@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::MAX_PER_RECEIVE;
-use super::filter::FilterCriteria;
+use crate::event_filter::FilterCriteria;
 
 /// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
 #[derive(clap::Args, Debug, Clone)]
@@ -38,26 +38,23 @@ pub struct SqsArgs {
           value_parser = parse_fraction)]
     pub visibility_extension_margin: f64,
 
-    /// Receive loops polling the queue at once (Lambda scales its pollers the same way; its
-    /// provisioned mode calls them `MinimumPollers`). Unset: enough to fill the free concurrency
-    /// 10 messages per call, at most 5 and at least 1. More pollers drain a backlog faster; each
-    /// idle one costs a long poll every 20 s.
+    /// Receive loops polling the queue at once (Lambda's pollers). Unset: enough to fill the free
+    /// concurrency at 10 messages a call, 1 to 5. Each idle one costs a long poll every 20 s.
     #[arg(long, env = "ADAPTER_POLLERS",
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub pollers: Option<u16>,
 
-    /// Lambda's `FilterCriteria` as JSON (`{"Filters": [{"Pattern": "..."}]}`, EventBridge's
-    /// pattern language): messages that match no filter are deleted without an invocation.
-    /// Checked at start; an invalid one stops the adapter with what is wrong.
+    /// Lambda's `FilterCriteria` as JSON (`{"Filters": [{"Pattern": "..."}]}`): messages that
+    /// match no filter are deleted unrun. Checked at start; an invalid one stops the adapter.
     #[arg(long, env = "ADAPTER_FILTER_CRITERIA", value_name = "JSON",
           value_parser = parse_filter_criteria)]
     pub filter_criteria: Option<Arc<FilterCriteria>>,
 }
 
 impl SqsArgs {
-    /// How many receive loops run for `max_concurrency` batches at once: `--pollers`, or enough
-    /// that one round of receive calls (10 messages each) can fill every slot, capped at
-    /// [`AUTO_POLLERS_MAX`]. Never more than there are slots: a poller holds one while it polls.
+    /// Receive loops for `max_concurrency` slots: `--pollers`, or enough that one round of receive
+    /// calls fills every slot, at most [`AUTO_POLLERS_MAX`]; never more than slots (a poller holds
+    /// one while it polls).
     pub fn poller_count(&self, max_concurrency: usize) -> usize {
         let slots = max_concurrency.max(1);
         let wanted = match self.pollers {

@@ -10,22 +10,20 @@ use tower::ServiceExt;
 use super::MAX_PAYLOAD_BYTES;
 use super::client::Receipt;
 use super::deleter::Deleter;
+use super::health::SqsMetrics;
 use super::in_flight::{InFlightMessages, VisibilityPolicy, wait_for_process};
-use super::metrics::SqsMetrics;
 use super::record::{self, Record};
 use super::reply::Verdict;
 use crate::gauge::GaugeGuard;
 use crate::invocation::{Invocation, InvocationResponse, Invoke, InvokeError};
 
-/// How long after a process died a shutdown still counts as its cause. Kept because a terminal's
-/// Ctrl-C reaches the function processes and the adapter together, and nothing tells which
-/// arrives first: without it, those batches would wait out a visibility timeout.
+/// How long after a process died a shutdown still counts as its cause: a terminal's Ctrl-C
+/// reaches the function processes and the adapter together, in no set order.
 const SIGNAL_SETTLE: Duration = Duration::from_secs(1);
 
 /// Runs one batch at a time and settles it. Cheap to clone: one per batch task.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct BatchRunner {
-    /// Deletes what succeeded, together with other batches' deletes.
     pub(crate) deleter: Deleter,
     pub(crate) in_flight: InFlightMessages,
     pub(crate) metrics: SqsMetrics,
@@ -43,17 +41,14 @@ pub(crate) struct BatchRunner {
 enum PartOutcome {
     /// None failed (deletes may still have failed: those come back, in order).
     Clean,
-    /// Some failed: they come back after their visibility timeout.
     Failed,
     /// Cut short by shutdown: still registered, to be released.
     Released,
 }
 
-/// Whether a batch's result is the shutdown's doing rather than the function's verdict on the
-/// messages: the host refused it (`ShuttingDown`), or during shutdown the process went away
-/// (a terminal's Ctrl-C reaches the whole process group) or none was left (`NotReady`). Such a
-/// batch is released at once, not left to time out. A timeout or a function error stays a
-/// failure: the function did run and judge.
+/// Whether a batch's result is the shutdown's doing, not the function's verdict: the host refused
+/// it (`ShuttingDown`), or during shutdown the process went away or none was left (`NotReady`).
+/// Such a batch is released at once. A timeout or a function error stays a failure.
 fn released_at_shutdown(
     result: &Result<InvocationResponse, InvokeError>,
     shutting_down: bool,
@@ -68,44 +63,32 @@ fn released_at_shutdown(
 impl BatchRunner {
     /// Whether shutdown has begun, or begins within [`SIGNAL_SETTLE`] of a process dying.
     async fn shutting_down_soon(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
-        if self.shutdown.is_cancelled() {
-            return true;
+        match result {
+            Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => {
+                let shutdown = self.shutdown.cancelled();
+                tokio::time::timeout(SIGNAL_SETTLE, shutdown).await.is_ok()
+            }
+            _ => self.shutdown.is_cancelled(),
         }
-        if !matches!(
-            result,
-            Err(InvokeError::ExitError { .. } | InvokeError::NotReady)
-        ) {
-            return false;
-        }
-        tokio::time::timeout(SIGNAL_SETTLE, self.shutdown.cancelled())
-            .await
-            .is_ok()
     }
 
     /// Runs `records` (in parts under Lambda's payload limit) and settles each part.
-    pub(crate) async fn process<S>(&self, invoker: S, records: Vec<Record>)
-    where
-        S: Invoke,
-    {
+    pub(crate) async fn process<S: Invoke>(&self, invoker: S, records: Vec<Record>) {
         let _in_flight = GaugeGuard::new(&self.metrics.batches_in_flight);
         // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
         // run one after the other in this batch's slot.
         let parts = record::split_by_size(records, MAX_PAYLOAD_BYTES);
         for (index, part) in parts.iter().enumerate() {
-            // Each part may take its full time: keep this part and those after it invisible for
-            // that long (the hold set at receive time only covers one invocation).
-            let waiting = parts[index..].iter().flatten();
+            // Each part may take its full time: the hold set at receive covers one invocation.
+            let waiting = parts[index..].iter().flatten().map(|r| &r.receipt);
             let hold = self.policy.hold(self.invocation_timeout);
-            self.in_flight.hold_for(waiting.map(|r| &r.receipt), hold);
+            self.in_flight.hold_for(waiting, hold);
             let outcome = self.invoke_and_settle(invoker.clone(), part).await;
             if self.fifo && outcome != PartOutcome::Clean {
                 // The later parts may hold later messages of a failed group: running them now
                 // would put those before the retry. Unrun, they fail with it (or are released).
-                let rest: Vec<&Receipt> = parts[index + 1..]
-                    .iter()
-                    .flatten()
-                    .map(|r| &r.receipt)
-                    .collect();
+                let rest = parts[index + 1..].iter().flatten().map(|r| &r.receipt);
+                let rest: Vec<&Receipt> = rest.collect();
                 if outcome == PartOutcome::Failed && !rest.is_empty() {
                     self.in_flight.untrack(rest.iter().copied());
                     self.metrics.failed.inc_by(rest.len() as u64);
@@ -117,10 +100,7 @@ impl BatchRunner {
         }
     }
 
-    async fn invoke_and_settle<S>(&self, invoker: S, records: &[Record]) -> PartOutcome
-    where
-        S: Invoke,
-    {
+    async fn invoke_and_settle<S: Invoke>(&self, invoker: S, records: &[Record]) -> PartOutcome {
         let ids: Vec<&str> = records
             .iter()
             .map(|r| r.receipt.message_id.as_str())
@@ -138,38 +118,36 @@ impl BatchRunner {
             return PartOutcome::Released;
         }
         let verdict = Verdict::new(&result, &ids, self.report_batch_item_failures);
-        let failed: HashSet<&str> = verdict.failed.iter().map(String::as_str).collect();
-        let (failed_records, succeeded): (Vec<&Record>, Vec<&Record>) = records
-            .iter()
-            .partition(|r| failed.contains(r.receipt.message_id.as_str()));
-        if !failed.is_empty() {
+        let receipts = |ids: &[String]| -> Vec<Receipt> {
+            let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let listed = records.iter().map(|r| &r.receipt);
+            let listed = listed.filter(|r| ids.contains(r.message_id.as_str()));
+            listed.cloned().collect()
+        };
+        let outcome = if verdict.failed.is_empty() {
+            PartOutcome::Clean
+        } else {
             // Left alone: visible again when the last extension runs out, as in Lambda; the
             // queue's redrive policy counts the receive and moves poison messages to the DLQ.
-            self.in_flight
-                .untrack(failed_records.iter().map(|r| &r.receipt));
+            self.in_flight.untrack(&receipts(&verdict.failed));
             self.metrics.failed.inc_by(verdict.failed.len() as u64);
             let reason = verdict.batch_failure.as_ref().map_or_else(
                 || "reported in batchItemFailures".to_owned(),
                 ToString::to_string,
             );
             tracing::warn!(%request_id, message_ids = ?verdict.failed, %reason, "SQS messages failed; they will be retried");
-        }
-        let outcome = if failed.is_empty() {
-            PartOutcome::Clean
-        } else {
             PartOutcome::Failed
         };
-        if succeeded.is_empty() {
+        if verdict.succeeded.is_empty() {
             return outcome;
         }
-        let receipts: Vec<Receipt> = succeeded.iter().map(|r| r.receipt.clone()).collect();
+        let receipts = receipts(&verdict.succeeded);
         // Still registered (and extended) while the delete is retried, so they do not reappear.
         let report = self.deleter.delete(receipts.clone()).await;
         self.in_flight.untrack(&receipts);
         self.metrics.deleted.inc_by(report.done.len() as u64);
-        self.metrics
-            .delete_errors
-            .inc_by(report.failed.len() as u64);
+        let failed = report.failed.len();
+        self.metrics.delete_errors.inc_by(failed as u64);
         for (message_id, reason) in &report.failed {
             tracing::warn!(%message_id, %reason, "could not delete a processed message; it will be delivered again");
         }

@@ -1,45 +1,38 @@
-//! [`QueueClient`]: every SQS call the source makes, and the one place they are retried and
-//! limited.
-//!
-//! One retry layer: the SDK's own retries are off (see [`sdk_config`]); batch calls are retried
-//! here per entry (SQS fails entries one by one, which the SDK cannot see), receives by the
-//! pollers' backoff, and the start by `SqsSource::connect`. Throttling and 5xx are retried, a
-//! definite 4xx is not. One concurrency limit: at most [`CALLS_IN_FLIGHT`] batch calls at once,
-//! deletes, extensions and the release at shutdown together.
+//! [`QueueClient`]: every SQS call the source makes. The SDK's retries are off ([`sdk_config`]):
+//! batch calls are retried here per entry (SQS fails entries one by one, which the SDK cannot
+//! see), receives by the pollers' backoff, the start by `SqsSource::connect`. Throttling and 5xx
+//! are retried, a definite 4xx is not. At most [`CALLS_IN_FLIGHT`] batch calls run at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry as VisibilityEntry,
+    DeleteMessageBatchRequestEntry as DeleteEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::MAX_PER_RECEIVE;
+use super::{MAX_PER_RECEIVE, MAX_WAIT_TIME};
 use crate::backoff::Backoff;
 
-/// Most batch calls in flight at once. Enough that releasing a thousand messages at shutdown
-/// fits the release's short budget, and that the deleter, which waits for a free call, coalesces
-/// the deletes of small batches under load.
+/// Most batch calls in flight at once: enough that releasing a thousand messages at shutdown fits
+/// its short budget, few enough that the deleter, waiting for a free call, coalesces deletes.
 pub(crate) const CALLS_IN_FLIGHT: usize = 8;
 
 /// How often a delete is tried before the message is left to come back.
 const DELETE_ATTEMPTS: u32 = 6;
 
 /// The AWS configuration from the environment, every SQS call bounded in time, no SDK retries.
-///
-/// The SDK's defaults bound only the connect. A connection that goes silent without closing (a
-/// lost NAT entry, a half-open TCP connection) would then hang a receive for ever, with `/readyz`
-/// still green, or hang a delete while it holds a concurrency slot. A call may take the longest
-/// long poll (20 s) plus room for a slow answer. Retries are ours (module docs).
+/// The SDK's defaults bound only the connect: a connection gone silent (a lost NAT entry) would
+/// hang a receive for ever with `/readyz` still green, or a delete holding a call slot.
 pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_attempt_timeout(MAX_WAIT_TIME + Duration::from_secs(10))
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)
@@ -63,15 +56,15 @@ pub struct Receipt {
 pub struct CallError {
     message: String,
     /// Whether trying again may help: SQS unreachable, timed out, throttled or failing (5xx).
-    /// A 4xx answer (no such queue, access denied) will not change by itself.
     pub retryable: bool,
 }
 
 impl CallError {
     /// A request the SDK refused to build: a bug here, not a state of SQS.
-    fn from_build(error: aws_sdk_sqs::error::BuildError) -> Self {
+    fn from_build(error: BuildError) -> Self {
+        let message = DisplayErrorContext(error).to_string();
         Self {
-            message: DisplayErrorContext(error).to_string(),
+            message,
             retryable: false,
         }
     }
@@ -83,25 +76,15 @@ impl CallError {
         let retryable = match &error {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status();
-                // SQS answers throttling with a 400 (`RequestThrottled`, `ThrottlingException`,
-                // `KmsThrottled`): a 4xx that does pass.
+                // SQS answers throttling with a 400 (`RequestThrottled`, `KmsThrottled`, ...).
                 let throttled = service.err().code().is_some_and(|c| c.contains("Throttl"));
                 status.is_server_error() || status.as_u16() == 429 || throttled
             }
             _ => true,
         };
-        Self {
-            message: DisplayErrorContext(error).to_string(),
-            retryable,
-        }
+        let message = DisplayErrorContext(error).to_string();
+        Self { message, retryable }
     }
-}
-
-/// The attributes of the queue the source needs.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueAttributes {
-    pub(crate) arn: Option<String>,
-    pub(crate) visibility_timeout: Option<Duration>,
 }
 
 /// What a batch operation did, per message id.
@@ -109,8 +92,8 @@ pub(crate) struct QueueAttributes {
 pub(crate) struct BatchReport {
     pub(crate) done: Vec<String>,
     pub(crate) failed: Vec<(String, String)>,
-    /// Of the failed, those SQS refused for good (the sender's fault: the receipt handle is no
-    /// longer valid, the message is gone or no longer in flight): trying again will not help.
+    /// Of the failed, those SQS refused for good (the receipt handle is no longer valid, the
+    /// message is gone or no longer in flight): trying again will not help.
     pub(crate) rejected: Vec<Receipt>,
 }
 
@@ -119,19 +102,18 @@ pub(crate) struct BatchReport {
 pub(crate) struct QueueClient {
     client: Client,
     url: String,
-    calls: Arc<Semaphore>,
+    /// The batch-call slots; the deleter gathers asks while it waits for one.
+    pub(crate) calls: Arc<Semaphore>,
 }
 
 impl QueueClient {
     pub(crate) fn new(client: Client, url: String) -> Self {
-        Self {
-            client,
-            url,
-            calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT)),
-        }
+        let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+        Self { client, url, calls }
     }
 
-    pub(crate) async fn attributes(&self) -> Result<QueueAttributes, CallError> {
+    /// The queue's ARN and visibility timeout, when it has them.
+    pub(crate) async fn attributes(&self) -> Result<(Option<String>, Option<Duration>), CallError> {
         let output = self
             .client
             .get_queue_attributes()
@@ -141,19 +123,17 @@ impl QueueClient {
             .send()
             .await
             .map_err(CallError::from_sdk)?;
-        let attributes = output.attributes();
-        let get = |name: &QueueAttributeName| attributes.and_then(|a| a.get(name));
-        Ok(QueueAttributes {
-            arn: get(&QueueAttributeName::QueueArn).cloned(),
-            visibility_timeout: get(&QueueAttributeName::VisibilityTimeout)
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs),
-        })
+        let mut attributes = output.attributes.unwrap_or_default();
+        let arn = attributes.remove(&QueueAttributeName::QueueArn);
+        let timeout = attributes.remove(&QueueAttributeName::VisibilityTimeout);
+        let timeout = timeout
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs);
+        Ok((arn, timeout))
     }
 
     /// One `ReceiveMessage` call: at most `max` (1..=10) messages, long-polling `wait`, with every
-    /// system and message attribute, as Lambda asks for them. Not retried here: the poller backs
-    /// off and calls again.
+    /// system and message attribute, as Lambda asks for them. Not retried here.
     pub(crate) async fn receive(
         &self,
         max: usize,
@@ -164,18 +144,13 @@ impl QueueClient {
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, MAX_PER_RECEIVE) as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.min(MAX_WAIT_TIME).as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
             .await
             .map_err(CallError::from_sdk)?;
         Ok(output.messages.unwrap_or_default())
-    }
-
-    /// The batch-call slots, for the deleter, which gathers asks while it waits for one.
-    pub(crate) fn call_slots(&self) -> Arc<Semaphore> {
-        self.calls.clone()
     }
 
     /// Deletes `receipts`, retrying what fails for a few seconds; `slot` is a call slot already
@@ -186,8 +161,7 @@ impl QueueClient {
         receipts: &[Receipt],
         slot: Option<OwnedSemaphorePermit>,
     ) -> BatchReport {
-        self.batch(BatchCall::Delete, receipts, DELETE_ATTEMPTS, slot)
-            .await
+        self.batch(None, receipts, DELETE_ATTEMPTS, slot).await
     }
 
     /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once),
@@ -199,23 +173,21 @@ impl QueueClient {
         attempts: u32,
     ) -> BatchReport {
         let seconds = timeout.as_secs().min(43_200) as i32;
-        let call = BatchCall::ChangeVisibility { seconds };
-        self.batch(call, receipts, attempts, None).await
+        self.batch(Some(seconds), receipts, attempts, None).await
     }
 
-    /// Runs `call` over `receipts` in chunks of ten (each waits for a call slot), each entry tried
-    /// up to `attempts` times with a backoff between. Entries SQS refuses for good (the sender's
-    /// fault, such as an expired receipt handle) are not tried again.
+    /// Deletes `receipts` (`visibility` `None`) or sets their visibility timeout, in chunks of
+    /// ten run at once (each waits for a call slot).
     async fn batch(
         &self,
-        call: BatchCall,
+        visibility: Option<i32>,
         receipts: &[Receipt],
         attempts: u32,
         mut slot: Option<OwnedSemaphorePermit>,
     ) -> BatchReport {
         let chunks = receipts
             .chunks(MAX_PER_RECEIVE)
-            .map(|chunk| self.chunk(call, chunk, attempts, slot.take()));
+            .map(|chunk| self.chunk(visibility, chunk, attempts, slot.take()));
         let mut report = BatchReport::default();
         for chunk in futures::future::join_all(chunks).await {
             report.done.extend(chunk.done);
@@ -225,10 +197,12 @@ impl QueueClient {
         report
     }
 
-    /// [`QueueClient::batch`] for one chunk of at most ten receipts.
+    /// [`QueueClient::batch`] for at most ten receipts, each entry tried up to `attempts` times
+    /// with a backoff between. Entries SQS refuses for good (the sender's fault, such as an
+    /// expired receipt handle) are not tried again.
     async fn chunk(
         &self,
-        call: BatchCall,
+        visibility: Option<i32>,
         chunk: &[Receipt],
         attempts: u32,
         mut slot: Option<OwnedSemaphorePermit>,
@@ -241,13 +215,13 @@ impl QueueClient {
             if attempt > 1 {
                 tokio::time::sleep(backoff.next_delay()).await;
             }
-            // Held for the call only: a chunk backing off leaves the slot to others.
+            // Held for the call only: a chunk backing off leaves the slot to others. Never
+            // closed; were it, the call would go unlimited rather than not at all.
             let _slot = match slot.take() {
                 Some(slot) => Some(slot),
-                // Never closed; were it, the call would go unlimited rather than not at all.
                 None => self.calls.clone().acquire_owned().await.ok(),
             };
-            match self.call_once(call, &pending).await {
+            match self.call_once(visibility, &pending).await {
                 Ok(outcome) => {
                     report.done.extend(outcome.done);
                     let (permanent, retry): (Vec<_>, Vec<_>) =
@@ -263,12 +237,12 @@ impl QueueClient {
                     pending = retry.iter().map(|f| pending[f.index]).collect();
                 }
                 Err(error) => {
-                    // Deletes say it here; visibility changes are reported per message by their
-                    // callers, every tick while SQS is out of reach.
-                    if matches!(call, BatchCall::Delete) {
-                        tracing::warn!(%error, attempt, queue_url = %self.url, "{} failed", call.name());
+                    // Visibility changes are reported per message by their callers, every tick
+                    // while SQS is out of reach.
+                    if visibility.is_none() {
+                        tracing::warn!(%error, attempt, queue_url = %self.url, "DeleteMessageBatch failed");
                     } else {
-                        tracing::debug!(%error, attempt, queue_url = %self.url, "{} failed", call.name());
+                        tracing::debug!(%error, attempt, queue_url = %self.url, "ChangeMessageVisibilityBatch failed");
                     }
                     last_error = error.to_string();
                     if !error.retryable {
@@ -287,83 +261,46 @@ impl QueueClient {
         report
     }
 
-    /// One batch call for `receipts`; entry ids are their positions.
+    /// One batch call for `receipts`, as [`QueueClient::batch`]; entry ids are their positions.
     async fn call_once(
         &self,
-        call: BatchCall,
+        visibility: Option<i32>,
         receipts: &[&Receipt],
     ) -> Result<EntryOutcome, CallError> {
         let entries = receipts.iter().enumerate();
-        let (successful, failed): (Vec<String>, Vec<BatchResultErrorEntry>) = match call {
-            BatchCall::Delete => {
-                let entries = entries
-                    .map(|(i, r)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(&r.receipt_handle)
-                            .build()
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(CallError::from_build)?;
-                let output = self
-                    .client
-                    .delete_message_batch()
-                    .queue_url(&self.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(CallError::from_sdk)?;
-                let ok = output.successful().iter().map(|s| s.id().to_owned());
-                (ok.collect(), output.failed().to_vec())
+        let entries = entries.map(|(i, r)| (i.to_string(), r.receipt_handle.clone()));
+        let (successful, failed): (Vec<String>, Vec<BatchResultErrorEntry>) = match visibility {
+            None => {
+                let entries =
+                    entries.map(|(id, h)| DeleteEntry::builder().id(id).receipt_handle(h));
+                let entries = entries.map(|entry| entry.build()).collect::<Result<_, _>>();
+                let call = self.client.delete_message_batch().queue_url(&self.url);
+                let call = call.set_entries(Some(entries.map_err(CallError::from_build)?));
+                let output = call.send().await.map_err(CallError::from_sdk)?;
+                let ok = output.successful.into_iter().map(|s| s.id);
+                (ok.collect(), output.failed)
             }
-            BatchCall::ChangeVisibility { seconds } => {
-                let entries = entries
-                    .map(|(i, r)| {
-                        ChangeMessageVisibilityBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(&r.receipt_handle)
-                            .visibility_timeout(seconds)
-                            .build()
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(CallError::from_build)?;
-                let output = self
+            Some(seconds) => {
+                let entries =
+                    entries.map(|(id, h)| VisibilityEntry::builder().id(id).receipt_handle(h));
+                let entries = entries.map(|entry| entry.visibility_timeout(seconds).build());
+                let call = self
                     .client
                     .change_message_visibility_batch()
-                    .queue_url(&self.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(CallError::from_sdk)?;
-                let ok = output.successful().iter().map(|s| s.id().to_owned());
-                (ok.collect(), output.failed().to_vec())
+                    .queue_url(&self.url);
+                let entries = entries.collect::<Result<_, _>>();
+                let call = call.set_entries(Some(entries.map_err(CallError::from_build)?));
+                let output = call.send().await.map_err(CallError::from_sdk)?;
+                let ok = output.successful.into_iter().map(|s| s.id);
+                (ok.collect(), output.failed)
             }
         };
         let failed = failed.iter().map(|f| {
             let reason = format!("{}: {}", f.code(), f.message().unwrap_or(""));
             (f.id(), f.sender_fault(), reason)
         });
-        Ok(EntryOutcome::from_ids(
-            receipts,
-            successful.iter().map(String::as_str),
-            failed,
-        ))
-    }
-}
-
-/// A batch call on receipts.
-#[derive(Debug, Clone, Copy)]
-enum BatchCall {
-    Delete,
-    ChangeVisibility { seconds: i32 },
-}
-
-impl BatchCall {
-    fn name(self) -> &'static str {
-        match self {
-            BatchCall::Delete => "DeleteMessageBatch",
-            BatchCall::ChangeVisibility { .. } => "ChangeMessageVisibilityBatch",
-        }
+        let successful = successful.iter().map(String::as_str);
+        Ok(EntryOutcome::from_ids(receipts, successful, failed))
     }
 }
 
@@ -402,18 +339,17 @@ impl EntryOutcome {
         // Silent entries last: any entry SQS did answer keeps that answer.
         for (index, sender_fault, reason) in failed.chain(silent) {
             if !std::mem::replace(&mut answered[index], true) {
+                let message_id = receipts[index].message_id.clone();
                 failures.push(EntryFailure {
                     index,
-                    message_id: receipts[index].message_id.clone(),
+                    message_id,
                     sender_fault,
                     reason,
                 });
             }
         }
-        Self {
-            done,
-            failed: failures,
-        }
+        let failed = failures;
+        Self { done, failed }
     }
 }
 

@@ -1,15 +1,8 @@
-//! Deletes for many batches at once: each settled batch asks, the deleter coalesces the asks of
-//! concurrent batches into `DeleteMessageBatch` calls of up to 10 entries.
-//!
-//! With small batches (Lambda's batch size 1, say) one delete call per batch made the queue's
-//! request rate the limit of a drain: 1,000 one-message batches finishing together took 1,000 calls.
-//! Coalescing needs no timer and no limit of its own: an ask waits for a free call slot of the
-//! [`QueueClient`] (the one limit on SQS calls), asks that arrive meanwhile go with it. An ask that
-//! finds a slot free goes at once, so a lone batch is deleted with no added latency. An ask of 10 or
-//! more messages (a full batch) has nothing to gain and goes straight to the client.
+//! The deleter coalesces the deletes of concurrent batches into `DeleteMessageBatch` calls of up
+//! to 10 entries: with small batches, one call per batch made the request rate the limit of a
+//! drain. No timer: an ask waits for a free call slot of the [`QueueClient`], and asks that arrive
+//! meanwhile go with it; a lone ask goes at once, a full one (10) straight to the client.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -25,40 +18,30 @@ struct Ask {
     reply: oneshot::Sender<BatchReport>,
 }
 
-/// Makes the delete calls for a list of receipts (chunks of 10, retries), the first in the slot
-/// given.
+/// Deletes a list of receipts (chunks of 10, retries), the first call in the slot given.
 type DeleteFn = dyn Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> BoxFuture<'static, BatchReport>
     + Send
     + Sync;
 
-/// A handle to the deleter task. Cheap to clone; the task ends when every handle is dropped and the
-/// calls in flight are done.
+/// A handle to the deleter task. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Deleter {
     asks: mpsc::UnboundedSender<Ask>,
     delete: Arc<DeleteFn>,
 }
 
-impl fmt::Debug for Deleter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Deleter").finish_non_exhaustive()
-    }
-}
-
 impl Deleter {
-    /// A deleter for `client`: a handle to ask it, and the task to spawn, which ends once every
-    /// handle is dropped and its calls are done. Aborting the task drops the calls in flight
-    /// (their messages are still registered in flight, and come back or are released).
+    /// A deleter for `client`, and its task, which ends once every handle is dropped and its
+    /// calls are done. Aborting it drops the calls in flight (their messages are still registered).
     pub(crate) fn start(client: QueueClient) -> (Self, impl Future<Output = ()> + Send + 'static) {
-        let slots = client.call_slots();
+        let slots = client.calls.clone();
         Self::start_with(slots, move |receipts: Vec<Receipt>, slot| {
             let client = client.clone();
             async move { client.delete(&receipts, slot).await }
         })
     }
 
-    /// As [`Deleter::start`], with `delete` making the calls and `slots` the call slots: the seam
-    /// the tests use.
+    /// As [`Deleter::start`], with `delete` making the calls in `slots` (the tests' seam).
     pub(crate) fn start_with<F, Fut>(
         slots: Arc<Semaphore>,
         delete: F,
@@ -75,19 +58,16 @@ impl Deleter {
         (Self { asks, delete }, task)
     }
 
-    /// Deletes `receipts` (retrying as [`QueueClient::delete`] does) and reports what was deleted.
-    /// With the task gone (it failed; the source is stopping) nothing is deleted: the messages
-    /// come back, at least once.
+    /// Deletes `receipts` as [`QueueClient::delete`] does. With the task gone (the source is
+    /// stopping) nothing is deleted: the messages come back, at least once.
     pub(crate) async fn delete(&self, receipts: Vec<Receipt>) -> BatchReport {
         if receipts.len() >= MAX_PER_RECEIVE {
-            // A full call on its own: nothing to share.
             return (self.delete)(receipts, None).await;
         }
         let (reply, report) = oneshot::channel();
         let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
-        if self.asks.send(Ask { receipts, reply }).is_err() {
-            return stopped(ids);
-        }
+        // Not sent: the reply's sender is dropped with the ask.
+        let _ = self.asks.send(Ask { receipts, reply });
         report.await.unwrap_or_else(|_| stopped(ids))
     }
 }
@@ -97,8 +77,9 @@ fn stopped(ids: Vec<String>) -> BatchReport {
     let failed = ids
         .into_iter()
         .map(|id| (id, "the deleter stopped".to_owned()));
+    let failed = failed.collect();
     BatchReport {
-        failed: failed.collect(),
+        failed,
         ..BatchReport::default()
     }
 }
@@ -113,10 +94,8 @@ async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::Unbou
             None => tokio::select! {
                 biased;
                 Some(_) = calls.join_next(), if !calls.is_empty() => continue,
-                ask = asks.recv() => match ask {
-                    Some(ask) => ask,
-                    None => break,
-                },
+                Some(ask) = asks.recv() => ask,
+                else => break, // every handle dropped, every call done
             },
         };
         // Every call slot busy: asks pile up meanwhile, and go together in this call.
@@ -146,57 +125,28 @@ async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::Unbou
 
 /// One delete for a group of asks, each answered with its part.
 async fn delete_group(delete: &DeleteFn, group: Vec<Ask>, slot: OwnedSemaphorePermit) {
-    let all: Vec<Receipt> = group
-        .iter()
-        .flat_map(|ask| ask.receipts.iter().cloned())
-        .collect();
-    let mut report = Outcomes::from(delete(all, Some(slot)).await);
+    let all = group.iter().flat_map(|ask| ask.receipts.iter().cloned());
+    let mut report = delete(all.collect(), Some(slot)).await;
     for ask in group {
-        let part = report.take(&ask.receipts);
-        let _ = ask.reply.send(part);
+        let _ = ask.reply.send(report.take(&ask.receipts));
     }
 }
 
-/// A group's report, handed out to its asks one outcome per receipt.
-///
-/// By count, not by id alone: a standard queue may deliver one message twice, and two batches
-/// holding it may share a call. Each receipt then takes one of the two outcomes, so every batch
-/// hears about each of its messages exactly once and the metrics count each delete once.
-#[derive(Debug, Default)]
-struct Outcomes {
-    done: HashMap<String, usize>,
-    failed: HashMap<String, Vec<String>>,
-}
-
-impl From<BatchReport> for Outcomes {
-    fn from(report: BatchReport) -> Self {
-        let mut outcomes = Self::default();
-        for id in report.done {
-            *outcomes.done.entry(id).or_default() += 1;
-        }
-        for (id, reason) in report.failed {
-            outcomes.failed.entry(id).or_default().push(reason);
-        }
-        outcomes
-    }
-}
-
-impl Outcomes {
-    /// Takes one outcome for each of `receipts`; a receipt the report does not mention (it should
-    /// not happen) is reported failed: it is not known deleted, so it comes back.
+impl BatchReport {
+    /// Takes one outcome for each of `receipts` out of a group's report. By count, not by id
+    /// alone: a message delivered twice may be held by two batches sharing a call, and each
+    /// batch must hear of each of its messages once. A receipt the report does not mention is
+    /// reported failed: it is not known deleted, so it comes back.
     fn take(&mut self, receipts: &[Receipt]) -> BatchReport {
         let mut part = BatchReport::default();
-        for receipt in receipts {
-            let id = &receipt.message_id;
-            if let Some(count) = self.done.get_mut(id).filter(|count| **count > 0) {
-                *count -= 1;
-                part.done.push(id.clone());
+        for Receipt { message_id: id, .. } in receipts {
+            if let Some(i) = self.done.iter().position(|done| done == id) {
+                part.done.push(self.done.swap_remove(i));
             } else {
-                let reason = self
-                    .failed
-                    .get_mut(id)
-                    .and_then(Vec::pop)
-                    .unwrap_or_else(|| "no outcome reported for this message".to_owned());
+                let reason = match self.failed.iter().position(|(failed, _)| failed == id) {
+                    Some(i) => self.failed.swap_remove(i).1,
+                    None => "no outcome reported for this message".to_owned(),
+                };
                 part.failed.push((id.clone(), reason));
             }
         }
@@ -333,11 +283,11 @@ mod tests {
 
     #[test]
     fn each_ask_gets_its_own_part_of_the_report() {
-        let mut report = Outcomes::from(BatchReport {
+        let mut report = BatchReport {
             done: vec!["a".into(), "c".into()],
             failed: vec![("b".into(), "ReceiptHandleIsInvalid".into())],
             rejected: Vec::new(),
-        });
+        };
         let first = report.take(&[receipt("a"), receipt("b")]);
         assert_eq!(first.done, vec!["a".to_owned()]);
         assert_eq!(
@@ -356,11 +306,11 @@ mod tests {
     /// hears of it once, so it is counted deleted twice (two receipts), not four times.
     #[test]
     fn a_message_held_twice_gets_one_outcome_per_receipt() {
-        let mut report = Outcomes::from(BatchReport {
+        let mut report = BatchReport {
             done: vec!["m".into(), "m".into(), "x".into()],
             failed: Vec::new(),
             rejected: Vec::new(),
-        });
+        };
         let first = report.take(&[receipt("m")]);
         let second = report.take(&[receipt("m"), receipt("x")]);
         assert_eq!(first.done, vec!["m".to_owned()]);

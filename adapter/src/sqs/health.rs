@@ -1,100 +1,139 @@
-//! Readiness of the SQS source, from the pollers' last receive calls.
+//! What the SQS source shows the admin listener: readiness ([`SqsHealth`]) and metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
 /// Readiness of the SQS source: "event source connected".
 ///
 /// Connected unless some receiving poller's last `ReceiveMessage` call failed and none's
-/// succeeded. With several pollers, one call failing while the others get through is a blip, not
-/// an outage, and readiness should not flap with it. A poller waiting for a free slot makes no
-/// calls, so its last result says nothing about now: it stops counting either way until its next
-/// call. (With every slot busy no poller receives, and readiness stays green: failing it would
-/// get a worker busy with long tasks replaced over an old error.) Cheap to clone; the admin
-/// endpoint holds one and asks [`SqsHealth::connected`] per probe.
-#[derive(Debug, Clone)]
-pub struct SqsHealth(Arc<HealthCounts>);
-
-/// How many pollers are in each state (the idle ones are not counted).
-#[derive(Debug, Default)]
-struct HealthCounts {
-    succeeding: AtomicUsize,
-    failing: AtomicUsize,
+/// succeeded: one poller failing while others get through is a blip, and readiness should not
+/// flap with it. A poller waiting for a free slot makes no calls, so it stops counting until its
+/// next call (with every slot busy readiness stays green: failing it would get a worker busy with
+/// long tasks replaced over an old error). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct SqsHealth {
+    succeeding: Arc<AtomicUsize>,
+    failing: Arc<AtomicUsize>,
 }
 
 impl SqsHealth {
-    /// Connected until proven otherwise: [`SqsSource::new`] has just talked to the queue.
-    pub(super) fn new_connected() -> Self {
-        Self(Arc::default())
-    }
-
     /// Whether SQS answers, as far as the pollers know.
     pub fn connected(&self) -> bool {
-        self.0.failing.load(Ordering::Relaxed) == 0 || self.0.succeeding.load(Ordering::Relaxed) > 0
+        self.failing.load(Ordering::Relaxed) == 0 || self.succeeding.load(Ordering::Relaxed) > 0
     }
 
     /// A new poller's part, idle until its first call.
     pub(super) fn poller(&self) -> PollerHealth {
         PollerHealth {
             shared: self.clone(),
-            state: PollerState::Idle,
+            last_call_ok: None,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PollerState {
-    /// No call yet, or waiting for a slot.
-    Idle,
-    Succeeding,
-    Failing,
 }
 
 /// One poller's part of [`SqsHealth`].
 #[derive(Debug)]
 pub(crate) struct PollerHealth {
     shared: SqsHealth,
-    state: PollerState,
+    /// How its last call went; `None` before its first call and while it waits for a slot.
+    last_call_ok: Option<bool>,
 }
 
 impl PollerHealth {
     /// Records how this poller's last `ReceiveMessage` call went.
     pub(crate) fn set(&mut self, connected: bool) {
-        self.enter(if connected {
-            PollerState::Succeeding
-        } else {
-            PollerState::Failing
-        });
+        self.enter(Some(connected));
     }
 
     /// The poller waits for a free slot: its last result no longer counts.
     pub(crate) fn waiting(&mut self) {
-        self.enter(PollerState::Idle);
+        self.enter(None);
     }
 
-    fn enter(&mut self, state: PollerState) {
-        let counts = &self.shared.0;
-        let counter = |state| match state {
-            PollerState::Idle => None,
-            PollerState::Succeeding => Some(&counts.succeeding),
-            PollerState::Failing => Some(&counts.failing),
+    fn enter(&mut self, state: Option<bool>) {
+        let count = |ok| match ok {
+            true => &self.shared.succeeding,
+            false => &self.shared.failing,
         };
-        let before = std::mem::replace(&mut self.state, state);
-        if before != state {
-            if let Some(count) = counter(before) {
-                count.fetch_sub(1, Ordering::Relaxed);
-            }
-            if let Some(count) = counter(state) {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(ok) = self.last_call_ok {
+            count(ok).fetch_sub(1, Ordering::Relaxed);
         }
+        if let Some(ok) = state {
+            count(ok).fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_call_ok = state;
     }
 }
 
 impl Drop for PollerHealth {
     /// A poller that stops no longer counts, either way.
     fn drop(&mut self) {
-        self.enter(PollerState::Idle);
+        self.enter(None);
+    }
+}
+
+/// Counters and gauges of the SQS source; clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SqsMetrics {
+    pub(crate) received: Counter,
+    pub(crate) deleted: Counter,
+    pub(crate) failed: Counter,
+    pub(crate) released: Counter,
+    pub(crate) filtered: Counter,
+    pub(crate) visibility_extensions: Counter,
+    pub(crate) receive_errors: Counter,
+    pub(crate) delete_errors: Counter,
+    pub(crate) batches_in_flight: Gauge,
+}
+
+impl SqsMetrics {
+    /// Fresh metrics, registered under `adapter_sqs_*` names (counters get `_total` from the encoder).
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("adapter_sqs");
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let metrics = Self {
+            received: counter("messages_received", "Messages received from the queue"),
+            deleted: counter(
+                "messages_deleted",
+                "Messages deleted after the function succeeded with them",
+            ),
+            failed: counter(
+                "messages_failed",
+                "Messages left on the queue because the function failed with them (batch item failures or failed batches)",
+            ),
+            released: counter(
+                "messages_released",
+                "Messages made visible again at shutdown because their batch could not finish",
+            ),
+            filtered: counter(
+                "messages_filtered",
+                "Messages that matched no filter criteria, deleted without an invocation",
+            ),
+            visibility_extensions: counter(
+                "visibility_extensions",
+                "Messages whose visibility timeout was extended while their batch ran",
+            ),
+            receive_errors: counter("receive_errors", "ReceiveMessage calls that failed"),
+            delete_errors: counter(
+                "delete_errors",
+                "Messages that could not be deleted after retries (they will be delivered again)",
+            ),
+            batches_in_flight: Gauge::default(),
+        };
+        registry.register(
+            "batches_in_flight",
+            "Batches being processed by the function now",
+            metrics.batches_in_flight.clone(),
+        );
+        metrics
     }
 }
 
@@ -104,7 +143,7 @@ mod tests {
 
     #[test]
     fn connected_while_any_receiving_poller_gets_through() {
-        let health = SqsHealth::new_connected();
+        let health = SqsHealth::default();
         assert!(health.connected(), "connected before the pollers start");
         let mut first = health.poller();
         let mut second = health.poller();

@@ -1,12 +1,7 @@
-//! The messages received and not yet settled ([`InFlightMessages`]), and the keeper task that
-//! keeps them invisible while they are gathered and processed.
-//!
-//! One keeper extends the visibility of every registered message when `first_after` has passed
-//! since it was received (then `extend_after` since its last extension), to `extend_to` from then,
-//! never past its hold ([`VisibilityPolicy::hold`]), so a stuck batch cannot hide a message for
-//! ever. At shutdown, what is still registered is drained and released.
+//! The messages received and not yet settled ([`InFlightMessages`]), and the keeper that keeps
+//! them invisible while they are gathered and processed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,13 +9,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{QueueClient, Receipt};
-use super::metrics::SqsMetrics;
+use super::health::SqsMetrics;
 use crate::lock::lock;
 
 /// When and how far to extend visibility, derived from the queue's visibility timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VisibilityPolicy {
-    /// Extend once this long has passed since the receive: a share of the queue's own timeout.
+    /// Extend once this long has passed since the receive.
     pub first_after: Duration,
     /// Extend again once this long has passed since the last extension.
     pub extend_after: Duration,
@@ -53,41 +48,35 @@ impl VisibilityPolicy {
         }
     }
 
-    /// How long a message may be held (kept invisible by extensions) from the moment its
-    /// invocation is handed to the host: the wait for a process, the run, and one extension's
-    /// worth past its end for the delete. The one formula for it; a gathered message adds the
-    /// batching window.
+    /// How long a message may be held (kept invisible) from the moment its invocation is handed
+    /// to the host: the wait for a process, the run, and one extension's worth for the delete.
+    /// The one formula for it; a gathered message adds the batching window.
     pub fn hold(&self, invocation_timeout: Duration) -> Duration {
         wait_for_process(invocation_timeout) + invocation_timeout + self.extend_to
     }
 }
 
 /// How long a batch may wait for a function process (one restarting after a crash) before it
-/// counts as failed: 30 s, or the invocation timeout if longer. The function never saw the batch;
-/// failing it at once would spend a receive of every message and, with a low `maxReceiveCount`,
-/// send good messages to the DLQ while the function restarts. The host does the waiting
-/// ([`crate::invocation::Invocation::max_wait_for_process`]).
+/// fails: at least 30 s. The function never saw the batch; failing it at once would spend a
+/// receive of every message and push good messages towards the DLQ while the function restarts.
 pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
     invocation_timeout.max(Duration::from_secs(30))
 }
 
 #[derive(Debug)]
 struct Entry {
-    receipt_handle: String,
+    receipt: Receipt,
     /// When the next extension is due.
     due_at: Instant,
     hold_until: Instant,
 }
 
-/// The messages received and not yet settled: shared by the pollers (register), the batch tasks
-/// (hold, unregister), the keeper (extend) and the source (drain at shutdown).
+/// The messages received and not yet settled: registered by the pollers, held and unregistered
+/// by the batches, extended by the keeper, drained for release at shutdown.
 ///
-/// Invariants:
-/// - A message is registered from its receive until its batch settles it: deleted, failed (left
-///   to come back) or, at shutdown, drained for release. Whatever is registered at shutdown is
-///   released; nothing else is.
-/// - One entry per message id, for its latest receipt handle. A change for a receipt whose handle
-///   is not the registered one (an older delivery of a duplicate) changes nothing.
+/// - Whatever is registered at shutdown is released; nothing else is.
+/// - One entry per message id, for its latest receipt handle: a change for another handle (an
+///   older delivery of a duplicate) changes nothing.
 /// - An entry is extended only while `now < hold_until`, so a stuck batch hides it for a bounded
 ///   time; SQS refusing an entry for good ends its extensions, not its registration.
 #[derive(Debug, Clone)]
@@ -98,8 +87,7 @@ pub struct InFlightMessages {
 }
 
 impl InFlightMessages {
-    /// An empty registry, its messages due for extension as `policy` says; no message is extended
-    /// more than `max_hold` after it was tracked.
+    /// An empty registry; no message is extended more than `max_hold` after it was tracked.
     pub fn new(max_hold: Duration, policy: VisibilityPolicy) -> Self {
         Self {
             entries: Arc::default(),
@@ -108,34 +96,42 @@ impl InFlightMessages {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        lock(&self.entries)
+    /// Applies `change` to the entries whose registered delivery is one of `receipts`.
+    fn update<'a>(
+        &self,
+        receipts: impl IntoIterator<Item = &'a Receipt>,
+        change: impl Fn(&mut Entry),
+    ) {
+        let mut entries = lock(&self.entries);
+        for receipt in receipts {
+            if let Some(entry) = entries.get_mut(&receipt.message_id)
+                && entry.receipt == *receipt
+            {
+                change(entry);
+            }
+        }
     }
 
     /// Starts tracking messages received at `received_at`.
     pub fn track<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, received_at: Instant) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for receipt in receipts {
-            entries.insert(
-                receipt.message_id.clone(),
-                Entry {
-                    receipt_handle: receipt.receipt_handle.clone(),
-                    due_at: received_at + self.policy.first_after,
-                    hold_until: received_at + self.max_hold,
-                },
-            );
+            let entry = Entry {
+                receipt: receipt.clone(),
+                due_at: received_at + self.policy.first_after,
+                hold_until: received_at + self.max_hold,
+            };
+            entries.insert(receipt.message_id.clone(), entry);
         }
     }
 
-    /// Stops tracking messages: settled, so no longer extended nor released. An entry is only
-    /// removed for its own receipt: if the message was delivered again meanwhile (a duplicate,
-    /// or its visibility lapsed), the newer delivery stays tracked.
+    /// Stops tracking settled messages; a newer delivery of one stays tracked.
     pub fn untrack<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for receipt in receipts {
             if entries
                 .get(&receipt.message_id)
-                .is_some_and(|e| e.receipt_handle == receipt.receipt_handle)
+                .is_some_and(|e| e.receipt == *receipt)
             {
                 entries.remove(&receipt.message_id);
             }
@@ -145,14 +141,7 @@ impl InFlightMessages {
     /// Lets these messages be extended for `hold` from now (when their invocation starts).
     pub fn hold_for<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, hold: Duration) {
         let until = Instant::now() + hold;
-        let mut entries = self.lock();
-        for receipt in receipts {
-            if let Some(entry) = entries.get_mut(&receipt.message_id)
-                && entry.receipt_handle == receipt.receipt_handle
-            {
-                entry.hold_until = until;
-            }
-        }
+        self.update(receipts, |entry| entry.hold_until = until);
     }
 
     /// No longer extends these messages (SQS refused them for good), though they stay tracked.
@@ -161,31 +150,23 @@ impl InFlightMessages {
         receipts: impl IntoIterator<Item = &'a Receipt>,
         now: Instant,
     ) {
-        let mut entries = self.lock();
-        for receipt in receipts {
-            if let Some(entry) = entries.get_mut(&receipt.message_id)
-                && entry.receipt_handle == receipt.receipt_handle
-            {
-                entry.hold_until = entry.hold_until.min(now);
-            }
-        }
+        self.update(receipts, |entry| {
+            entry.hold_until = entry.hold_until.min(now)
+        });
     }
 
     /// Tracked messages due for extension at `now`, within their hold.
     pub fn due(&self, now: Instant) -> Vec<Receipt> {
-        self.lock()
+        let entries = lock(&self.entries);
+        let due = entries
             .iter()
-            .filter(|(_, e)| now >= e.due_at && now < e.hold_until)
-            .map(|(id, e)| Receipt {
-                message_id: id.clone(),
-                receipt_handle: e.receipt_handle.clone(),
-            })
-            .collect()
+            .filter(|(_, e)| now >= e.due_at && now < e.hold_until);
+        due.map(|(_, e)| e.receipt.clone()).collect()
     }
 
     /// Records that these messages were extended at `at` (untracked ones are skipped).
     pub fn mark_extended<'a>(&self, message_ids: impl IntoIterator<Item = &'a str>, at: Instant) {
-        let mut entries = self.lock();
+        let mut entries = lock(&self.entries);
         for id in message_ids {
             if let Some(entry) = entries.get_mut(id) {
                 entry.due_at = at + self.policy.extend_after;
@@ -195,75 +176,62 @@ impl InFlightMessages {
 
     /// Removes and returns every tracked message.
     pub fn drain(&self) -> Vec<Receipt> {
-        self.lock()
+        lock(&self.entries)
             .drain()
-            .map(|(message_id, e)| Receipt {
-                message_id,
-                receipt_handle: e.receipt_handle,
-            })
+            .map(|(_, e)| e.receipt)
             .collect()
     }
 
     /// Whether no message is tracked.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        lock(&self.entries).is_empty()
     }
-}
 
-/// The keeper task: extends due messages until `stop` fires.
-pub(crate) async fn keep_visible(
-    queue: QueueClient,
-    in_flight: InFlightMessages,
-    policy: VisibilityPolicy,
-    metrics: SqsMetrics,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(policy.tick);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let now = Instant::now();
-        let due = in_flight.due(now);
-        if due.is_empty() {
-            continue;
-        }
-        // Stopping mid-call is fine: the batch calls are independent and idempotent.
-        let report = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            // One try: what fails is due again at the next tick, and asked for again then.
-            report = queue.change_visibility(&due, policy.extend_to, 1) => report,
-        };
-        in_flight.mark_extended(report.done.iter().map(String::as_str), now);
-        // Refused for good (settled or delivered again meanwhile): asking again every tick until
-        // the invocation ends would only add calls and log lines.
-        in_flight.stop_extending(&report.rejected, now);
-        metrics
-            .visibility_extensions
-            .inc_by(report.done.len() as u64);
-        tracing::debug!(
-            extended = report.done.len(),
-            seconds = policy.extend_to.as_secs(),
-            "extended visibility"
-        );
-        let refused: std::collections::HashSet<&str> = report
-            .rejected
-            .iter()
-            .map(|r| r.message_id.as_str())
-            .collect();
-        for (message_id, reason) in &report.failed {
-            // One refused now and then is a message settled meanwhile (deleted, so its handle is
-            // no longer valid); all of them failing otherwise is SQS out of reach, and they may
-            // reappear.
-            if report.done.is_empty() && !refused.contains(message_id.as_str()) {
-                tracing::warn!(message_id = %message_id, reason = %reason, "could not extend visibility");
-            } else {
-                tracing::debug!(message_id = %message_id, reason = %reason, "could not extend visibility");
+    /// The keeper task: extends due messages until `stop` fires.
+    pub(crate) async fn keep_visible(
+        self,
+        queue: QueueClient,
+        metrics: SqsMetrics,
+        stop: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(self.policy.tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let now = Instant::now();
+            let due = self.due(now);
+            if due.is_empty() {
+                continue;
+            }
+            // Stopping mid-call is fine: the batch calls are independent and idempotent. One
+            // try: what fails is due again at the next tick.
+            let extend_to = self.policy.extend_to;
+            let report = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                report = queue.change_visibility(&due, extend_to, 1) => report,
+            };
+            self.mark_extended(report.done.iter().map(String::as_str), now);
+            // Refused for good (settled or delivered again meanwhile): asking again every tick
+            // until the invocation ends would only add calls and log lines.
+            self.stop_extending(&report.rejected, now);
+            let extended = report.done.len();
+            metrics.visibility_extensions.inc_by(extended as u64);
+            tracing::debug!(extended, "extended visibility");
+            let refused: HashSet<&str> = report.rejected.iter().map(|r| &*r.message_id).collect();
+            for (message_id, reason) in &report.failed {
+                // One refused now and then is a message settled meanwhile; all of them failing
+                // otherwise is SQS out of reach, and they may reappear.
+                if extended == 0 && !refused.contains(message_id.as_str()) {
+                    tracing::warn!(%message_id, %reason, "could not extend visibility");
+                } else {
+                    tracing::debug!(%message_id, %reason, "could not extend visibility");
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Receives messages and gathers them into batches, as Lambda's pollers do: [`Poller`] gathers
-//! one batch, [`poll_loop`] runs one receive loop over the free concurrency slots.
+//! One receive loop ([`Poller::run`]): takes free concurrency slots, gathers batches for them, as
+//! Lambda's pollers do.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,55 +12,94 @@ use tokio_util::sync::CancellationToken;
 use super::MAX_PER_RECEIVE;
 use super::client::{CallError, QueueClient};
 use super::deleter::Deleter;
-use super::filter::FilterCriteria;
-use super::health::PollerHealth;
+use super::health::{PollerHealth, SqsMetrics};
 use super::in_flight::InFlightMessages;
-use super::metrics::SqsMetrics;
 use super::record::{self, QueueIdentity, Record};
 use crate::backoff::Backoff;
+use crate::event_filter::FilterCriteria;
 
-/// What gathering ended with.
-#[derive(Debug)]
-pub(crate) enum Gathered {
-    /// A batch to invoke with (never empty).
-    Batch(Vec<Record>),
-    /// Shutdown: these messages were received but will not be invoked with; they are still
-    /// registered in flight, to be released.
-    Cancelled(Vec<Record>),
-}
+/// A batch gathered by a poller, with the concurrency slot it runs in.
+pub(crate) type ReadyBatch = (OwnedSemaphorePermit, Vec<Record>);
 
 /// Gathers batches from one queue.
-#[derive(Debug)]
 pub(crate) struct Poller {
     pub(crate) client: QueueClient,
     pub(crate) queue: QueueIdentity,
     pub(crate) in_flight: InFlightMessages,
     pub(crate) metrics: SqsMetrics,
     pub(crate) health: PollerHealth,
-    /// `--filter-criteria`, when it filters anything.
+    /// `--filter-criteria`, when it filters anything; the deleter deletes what it leaves out.
     pub(crate) filter: Option<Arc<FilterCriteria>>,
-    /// Deletes what the filter leaves out.
     pub(crate) deleter: Deleter,
+    pub(crate) batch_size: usize,
     pub(crate) window: Duration,
+    /// Whether one receive call may fill several free slots, one batch each.
+    pub(crate) fill_slots: bool,
     /// Longest long poll: short enough that shutdown can wait for the one in progress.
     pub(crate) max_wait: Duration,
-    pub(crate) backoff: Backoff,
 }
 
 impl Poller {
-    /// Receives until the batch is full, or the batching window (started by the first message)
-    /// closes, or, without a window, as soon as one receive call returned messages. Receive errors
-    /// are logged and retried with backoff for ever.
-    ///
-    /// `cancel` stops gathering at once, except that a receive in progress is awaited (it ends
-    /// within `max_wait`), not dropped: SQS does not notice an abandoned long poll, which then
-    /// takes the next messages to become visible (ours, released at shutdown, included) and
-    /// hides them for a whole visibility timeout. What it returns is handed back for release.
-    ///
-    /// `capacity` is how many messages to gather at most: the batch size, or (without a window)
-    /// several small batches' worth from one receive call, for the caller to split.
-    pub(crate) async fn gather(&mut self, capacity: usize, cancel: &CancellationToken) -> Gathered {
-        let capacity = capacity.max(1);
+    /// Takes free slots, gathers messages for them, hands each batch (with its slot) to `ready`,
+    /// until `shutdown` fires.
+    pub(crate) async fn run(
+        mut self,
+        slots: Arc<Semaphore>,
+        ready: mpsc::UnboundedSender<ReadyBatch>,
+        shutdown: CancellationToken,
+    ) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        while !shutdown.is_cancelled() {
+            // A slot is taken before receiving, so no message waits invisible for a free slot.
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    self.health.waiting();
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return,
+                        Ok(permit) = slots.clone().acquire_owned() => permit,
+                        else => return, // the slots are never closed
+                    }
+                }
+            };
+            // Small batches without a window: one receive call may fill several free slots, as
+            // Lambda's pollers do; one call per batch would cap the drain at one round trip each.
+            let mut permits = vec![permit];
+            while self.fill_slots && (permits.len() + 1) * self.batch_size <= MAX_PER_RECEIVE {
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let capacity = permits.len() * self.batch_size;
+            let Some(mut records) = self.gather(capacity, &mut backoff, &shutdown).await else {
+                return;
+            };
+            // Each batch holds its own slot; slots left over (fewer messages came) free again.
+            for permit in permits {
+                if records.is_empty() {
+                    break;
+                }
+                let rest = records.split_off(self.batch_size.min(records.len()));
+                let batch = std::mem::replace(&mut records, rest);
+                if ready.send((permit, batch)).is_err() {
+                    return; // never: the source goes after every poller
+                }
+            }
+        }
+    }
+
+    /// Receives until `capacity` messages came, or the batching window (started by the first
+    /// message) closes, or, without a window, as soon as one receive call returned messages.
+    /// Receive errors are logged and retried with backoff for ever. `None` once `cancel` fires
+    /// (a receive in progress is seen through: see the `sqs` module docs).
+    async fn gather(
+        &mut self,
+        capacity: usize,
+        backoff: &mut Backoff,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<Record>> {
         let mut records: Vec<Record> = Vec::new();
         let mut window_closes: Option<Instant> = None;
         while records.len() < capacity {
@@ -78,20 +117,24 @@ impl Poller {
                 }
             };
             let max = (capacity - records.len()).min(MAX_PER_RECEIVE);
-            let (received, cancelled) = self.receive(max, wait, cancel).await;
+            let received = self.receive(max, wait, cancel).await;
+            let cancelled = cancel.is_cancelled();
             match received {
                 Ok(messages) => {
                     self.health.set(true);
-                    self.backoff.reset();
+                    backoff.reset();
                     let received_at = Instant::now();
-                    let new = self.records(&messages);
+                    let new: Vec<Record> = messages
+                        .iter()
+                        .filter_map(|m| record::record(m, &self.queue))
+                        .collect();
                     self.metrics.received.inc_by(new.len() as u64);
                     let new = self.filtered(new).await;
                     self.in_flight
                         .track(new.iter().map(|r| &r.receipt), received_at);
                     records.extend(new);
                     if cancelled {
-                        return Gathered::Cancelled(records);
+                        return stopped(&records);
                     }
                     if !records.is_empty() && window_closes.is_none() {
                         if self.window.is_zero() {
@@ -103,10 +146,10 @@ impl Poller {
                 Err(error) => {
                     self.health.set(false);
                     self.metrics.receive_errors.inc();
-                    let delay = self.backoff.next_delay();
+                    let delay = backoff.next_delay();
                     tracing::error!(error = %error, retry_in_ms = delay.as_millis() as u64, "ReceiveMessage failed");
                     if cancelled {
-                        return Gathered::Cancelled(records);
+                        return stopped(&records);
                     }
                     if !records.is_empty() {
                         // Invoke with what we have rather than hold it through an outage.
@@ -114,43 +157,39 @@ impl Poller {
                     }
                     tokio::select! {
                         biased;
-                        () = cancel.cancelled() => return Gathered::Cancelled(records),
+                        () = cancel.cancelled() => return stopped(&records),
                         () = tokio::time::sleep(delay) => {}
                     }
                 }
             }
         }
-        Gathered::Batch(records)
+        Some(records)
     }
 
-    /// One receive call, seen through even if `cancel` fires meanwhile (then says so).
+    /// One receive call, seen through even if `cancel` fires meanwhile.
     async fn receive(
         &self,
         max: usize,
         wait: Duration,
         cancel: &CancellationToken,
-    ) -> (Result<Vec<Message>, CallError>, bool) {
+    ) -> Result<Vec<Message>, CallError> {
         if cancel.is_cancelled() {
-            return (Ok(Vec::new()), true);
+            return Ok(Vec::new());
         }
         let receive = self.client.receive(max, wait);
         tokio::pin!(receive);
         tokio::select! {
             biased;
-            received = &mut receive => (received, false),
+            received = &mut receive => received,
             () = cancel.cancelled() => {
                 // The long poll ends by `wait`; the bound only guards against a hung call.
-                let received = tokio::time::timeout(wait + Duration::from_secs(1), &mut receive)
-                    .await
-                    .unwrap_or_else(|_| Ok(Vec::new()));
-                (received, true)
+                let bound = wait + Duration::from_secs(1);
+                tokio::time::timeout(bound, receive).await.unwrap_or_else(|_| Ok(Vec::new()))
             }
         }
     }
 
-    /// The records the filter criteria let through; the others are deleted at once, without an
-    /// invocation, as Lambda does. One whose delete fails comes back after its visibility timeout
-    /// and is filtered out again.
+    /// The records the filter criteria let through; the others are deleted unrun, as Lambda does.
     async fn filtered(&self, records: Vec<Record>) -> Vec<Record> {
         let Some(filter) = &self.filter else {
             return records;
@@ -159,15 +198,10 @@ impl Poller {
             records.into_iter().partition(|r| filter.matches(&r.json));
         if !dropped.is_empty() {
             self.metrics.filtered.inc_by(dropped.len() as u64);
-            let ids: Vec<&str> = dropped
-                .iter()
-                .map(|r| r.receipt.message_id.as_str())
-                .collect();
+            let receipts: Vec<_> = dropped.into_iter().map(|r| r.receipt).collect();
+            let ids: Vec<&str> = receipts.iter().map(|r| r.message_id.as_str()).collect();
             tracing::debug!(message_ids = ?ids, "messages matched no filter; deleting them");
-            let report = self
-                .deleter
-                .delete(dropped.into_iter().map(|r| r.receipt).collect())
-                .await;
+            let report = self.deleter.delete(receipts).await;
             if !report.failed.is_empty() {
                 tracing::warn!(
                     messages = report.failed.len(),
@@ -177,108 +211,10 @@ impl Poller {
         }
         kept
     }
-
-    /// Message to record: the one step between SQS and the event (filters and per-record
-    /// enrichment belong here).
-    fn records(&self, messages: &[Message]) -> Vec<Record> {
-        messages
-            .iter()
-            .filter_map(|m| {
-                let record = record::record(m, &self.queue);
-                if record.is_none() {
-                    tracing::warn!(message_id = ?m.message_id(), "ignoring a message without id or receipt handle");
-                }
-                record
-            })
-            .collect()
-    }
 }
 
-/// How a poller cuts what it receives into batches.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Batching {
-    /// Most messages a batch holds.
-    pub(crate) size: usize,
-    /// Whether one receive call may fill several free slots, one batch each.
-    pub(crate) fill_slots: bool,
-}
-
-/// A batch gathered by a poller, with the concurrency slot it runs in.
-pub(crate) struct ReadyBatch {
-    pub(crate) permit: OwnedSemaphorePermit,
-    pub(crate) records: Vec<Record>,
-}
-
-/// One receive loop: takes free slots, gathers messages for them, hands each batch (with its slot)
-/// to `ready`. Returns when `shutdown` fires; messages received but not handed over stay
-/// registered in flight, to be released.
-pub(crate) async fn poll_loop(
-    mut poller: Poller,
-    slots: Arc<Semaphore>,
-    batching: Batching,
-    ready: mpsc::UnboundedSender<ReadyBatch>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        if shutdown.is_cancelled() {
-            return;
-        }
-        // A slot is taken before receiving, so no message waits invisible for a free slot.
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                poller.health.waiting();
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => return,
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_closed) => return, // never closed; closed means stop
-                    },
-                }
-            }
-        };
-        // Small batches without a window: one receive call may fill several free slots (up to 10
-        // messages), as Lambda's pollers do, instead of one call per batch, which would cap the
-        // drain at one receive round trip per batch.
-        let batch_size = batching.size;
-        let mut permits = vec![permit];
-        if batching.fill_slots {
-            while (permits.len() + 1) * batch_size <= MAX_PER_RECEIVE {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
-        }
-        match poller.gather(permits.len() * batch_size, &shutdown).await {
-            Gathered::Batch(mut records) => {
-                // Each batch holds its own slot; slots left over (fewer messages came) are
-                // dropped here and free again.
-                for permit in permits {
-                    if records.is_empty() {
-                        break;
-                    }
-                    let rest = records.split_off(batch_size.min(records.len()));
-                    let batch = std::mem::replace(&mut records, rest);
-                    if ready
-                        .send(ReadyBatch {
-                            permit,
-                            records: batch,
-                        })
-                        .is_err()
-                    {
-                        // The source is gone (it only goes after every poller): nothing to do
-                        // but leave the messages tracked, to be released or to time out.
-                        return;
-                    }
-                }
-            }
-            Gathered::Cancelled(records) => {
-                // Received but never invoked: still registered, released with the rest.
-                tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
-                return;
-            }
-        }
-    }
+/// Gathering stopped by shutdown: what was received stays registered, to be released.
+fn stopped(records: &[Record]) -> Option<Vec<Record>> {
+    tracing::debug!(messages = records.len(), "receiving stopped by shutdown");
+    None
 }

@@ -1,27 +1,23 @@
-//! Builds the `SqsEvent` Lambda sends for a batch of received messages: message to [`Record`]
-//! (the one place a record's fields are set), records to payload.
-
-use std::collections::HashMap;
+//! Builds the `SqsEvent` Lambda sends for a batch: message to [`Record`], records to payload.
 
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::client::Receipt;
 
 /// The queue's ARN and region, as each record names them (`eventSourceARN`, `awsRegion`).
 #[derive(Debug, Clone)]
 pub struct QueueIdentity {
-    /// `eventSourceARN`: the queue's ARN.
+    /// The queue's ARN.
     pub arn: String,
-    /// `awsRegion`: the queue's region.
+    /// The ARN's region (`arn:aws:sqs:<region>:...`), else the configured one.
     pub region: String,
 }
 
 impl QueueIdentity {
-    /// The source for `arn`; the region is the ARN's own (`arn:aws:sqs:<region>:...`), else
-    /// `fallback_region`.
+    /// The identity of the queue `arn`; `fallback_region` when the ARN names none.
     pub fn new(arn: String, fallback_region: &str) -> Self {
         let region = arn
             .split(':')
@@ -36,7 +32,6 @@ impl QueueIdentity {
 /// One message ready to be part of an invocation: its receipt and its record as JSON.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// What deleting the message or changing its visibility needs.
     pub receipt: Receipt,
     /// The record, serialised as Lambda sends it.
     pub json: Value,
@@ -44,42 +39,32 @@ pub struct Record {
     pub size: usize,
 }
 
-/// The receipt of `message`, or `None` when SQS sent a message without an id or handle (it
-/// never does; such a message could be neither reported nor deleted).
-pub fn receipt(message: &Message) -> Option<Receipt> {
-    Some(Receipt {
-        message_id: message.message_id()?.to_owned(),
-        receipt_handle: message.receipt_handle()?.to_owned(),
-    })
-}
-
-/// The record Lambda would put in `Records` for `message`.
+/// The record Lambda would put in `Records` for `message`; `None` for a message without id or
+/// receipt handle (SQS never sends one; it could be neither reported nor deleted).
 pub fn record(message: &Message, queue: &QueueIdentity) -> Option<Record> {
-    let receipt = receipt(message)?;
+    let (Some(message_id), Some(receipt_handle)) = (message.message_id(), message.receipt_handle())
+    else {
+        tracing::warn!(message_id = ?message.message_id(), "ignoring a message without id or receipt handle");
+        return None;
+    };
+    let receipt = Receipt {
+        message_id: message_id.to_owned(),
+        receipt_handle: receipt_handle.to_owned(),
+    };
     let mut record = SqsMessage::default();
     record.message_id = Some(receipt.message_id.clone());
     record.receipt_handle = Some(receipt.receipt_handle.clone());
     record.body = Some(message.body().unwrap_or_default().to_owned());
     record.md5_of_body = message.md5_of_body().map(str::to_owned);
     record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_owned);
-    record.attributes = message
-        .attributes()
-        .map(|attributes| {
-            attributes
-                .iter()
-                .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    record.message_attributes = message
-        .message_attributes()
-        .map(|attributes| {
-            attributes
-                .iter()
-                .map(|(name, value)| (name.clone(), message_attribute(value)))
-                .collect::<HashMap<_, _>>()
-        })
-        .unwrap_or_default();
+    let attrs = message.attributes().into_iter().flatten();
+    record.attributes = attrs
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    let attrs = message.message_attributes().into_iter().flatten();
+    record.message_attributes = attrs
+        .map(|(k, v)| (k.clone(), message_attribute(v)))
+        .collect();
     record.event_source = Some("aws:sqs".to_owned());
     record.event_source_arn = Some(queue.arn.clone());
     record.aws_region = Some(queue.region.clone());
@@ -99,11 +84,8 @@ fn message_attribute(value: &MessageAttributeValue) -> SqsMessageAttribute {
     attribute.string_value = value.string_value().map(str::to_owned);
     attribute.binary_value = value.binary_value().map(|b| base64_data(b.as_ref()));
     attribute.string_list_values = value.string_list_values().to_vec();
-    attribute.binary_list_values = value
-        .binary_list_values()
-        .iter()
-        .map(|b| base64_data(b.as_ref()))
-        .collect();
+    let binary_list = value.binary_list_values().iter();
+    attribute.binary_list_values = binary_list.map(|b| base64_data(b.as_ref())).collect();
     attribute.data_type = Some(value.data_type().to_owned());
     attribute
 }
@@ -124,10 +106,9 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
-/// The invocation's trace header for a batch: the `AWSTraceHeader` of its first message that
-/// carries a valid one (the producer's trace), else a new root, as Lambda gives every invocation a
-/// trace. Each record keeps its own header in `attributes`, so a batch of several traces loses
-/// none: a function reads each record's to follow each message.
+/// The invocation's trace header: the first valid `AWSTraceHeader` of the batch's messages (the
+/// producer's trace), else a new root, as Lambda traces every invocation. Each record keeps its
+/// own header in `attributes`, so a batch of several traces loses none.
 pub fn trace_header(records: &[Record]) -> String {
     records
         .iter()
@@ -142,13 +123,9 @@ pub fn trace_header(records: &[Record]) -> String {
 
 /// The invocation payload for `records`: `{"Records": [...]}`.
 pub fn payload(records: &[Record]) -> Vec<u8> {
-    let mut event = Map::new();
-    event.insert(
-        "Records".to_owned(),
-        Value::Array(records.iter().map(|r| r.json.clone()).collect()),
-    );
+    let records: Vec<&Value> = records.iter().map(|r| &r.json).collect();
     // Serialising a Value never fails.
-    serde_json::to_vec(&Value::Object(event)).unwrap_or_default()
+    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap_or_default()
 }
 
 /// Splits `records` into consecutive groups whose payloads stay under `limit` bytes (a record

@@ -1,19 +1,13 @@
 //! What a function's reply means for each message of its batch.
 //!
 //! With `ReportBatchItemFailures`, Lambda reads the reply as an `SQSBatchResponse`:
-//! `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}`. Per the Lambda developer guide
-//! ("Handling errors for an SQS event source"), the batch is a complete **success** when the reply
-//! is empty or `null`, or `batchItemFailures` is missing, `null` or empty; it is a complete
-//! **failure** when the reply is not valid JSON, or an item has an empty, `null` or missing
-//! `itemIdentifier` (a "bad key name"), or an id that is not in the batch.
-//!
-//! Our choices where the guide is silent, made strict so a buggy function cannot delete messages
-//! it did not process:
-//! - a reply that is JSON but not an object (`"ok"`, `[]`, `42`) fails the whole batch;
-//! - `batchItemFailures` that is not an array, or an item that is not an object, or an
-//!   `itemIdentifier` that is not a string, fails the whole batch;
-//! - unknown fields (top level or in items) are ignored, as Lambda's deserialiser ignores them;
-//! - a message id listed twice is one failure.
+//! `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}`. Per the Lambda developer guide,
+//! the batch is a complete success when the reply is empty or `null`, or `batchItemFailures` is
+//! missing, `null` or empty; a complete failure when the reply is not JSON, or an item has an
+//! empty, `null` or missing `itemIdentifier`, or one not in the batch. Where the guide is silent we
+//! are strict, so a buggy function cannot delete messages it did not process: any other shape
+//! fails the whole batch. Unknown fields are ignored, as Lambda ignores them; an id listed twice
+//! is one failure.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -26,14 +20,10 @@ use crate::invocation::{InvocationResponse, InvokeError};
 pub enum BatchFailure {
     /// The function returned an error (`/invocation/{id}/error`).
     #[error("function error {error_type}")]
-    FunctionError {
-        /// The Lambda error type the function reported.
-        error_type: String,
-    },
+    FunctionError { error_type: String },
     /// The function produced no reply: timeout, crash, not ready, shutting down.
     #[error("invocation failed: {0} ({ty})", ty = .0.error_type())]
     Invoke(InvokeError),
-    /// The reply is not a valid `SQSBatchResponse`.
     #[error("invalid batch response: {0}")]
     InvalidResponse(#[from] InvalidBatchResponse),
 }
@@ -41,16 +31,13 @@ pub enum BatchFailure {
 /// Why a reply is not a valid `SQSBatchResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidBatchResponse {
-    /// The reply does not parse as JSON.
     #[error("not JSON: {0}")]
     NotJson(String),
     /// The reply, or a part of it, is JSON of the wrong shape.
     #[error("wrong shape: {0}")]
     Shape(&'static str),
-    /// An `itemIdentifier` is the empty string.
     #[error("empty itemIdentifier")]
     EmptyIdentifier,
-    /// An `itemIdentifier` names no message of the batch.
     #[error("itemIdentifier {0:?} is not a message of the batch")]
     UnknownIdentifier(String),
 }
@@ -60,17 +47,15 @@ pub enum InvalidBatchResponse {
 pub struct Verdict {
     /// Messages to delete: the function succeeded with them.
     pub succeeded: Vec<String>,
-    /// Messages to leave on the queue: they become visible again and are retried.
+    /// Messages to leave on the queue, to become visible again and be retried.
     pub failed: Vec<String>,
     /// Why the whole batch failed, if it did (then `succeeded` is empty).
     pub batch_failure: Option<BatchFailure>,
 }
 
 impl Verdict {
-    /// Settles a batch of `message_ids` given the invocation's result.
-    ///
-    /// `report_batch_item_failures` is Lambda's `FunctionResponseTypes: [ReportBatchItemFailures]`:
-    /// without it, any successful reply (whatever it holds) deletes the whole batch.
+    /// Settles a batch of `message_ids` given the invocation's result. Without
+    /// `report_batch_item_failures` any successful reply, whatever it holds, deletes everything.
     pub fn new(
         result: &Result<InvocationResponse, InvokeError>,
         message_ids: &[&str],
@@ -79,9 +64,8 @@ impl Verdict {
         let failed_ids = match result {
             Err(error) => Err(BatchFailure::Invoke(error.clone())),
             Ok(InvocationResponse::FunctionError { error_type, .. }) => {
-                Err(BatchFailure::FunctionError {
-                    error_type: error_type.clone(),
-                })
+                let error_type = error_type.clone();
+                Err(BatchFailure::FunctionError { error_type })
             }
             Ok(InvocationResponse::Success(_)) if !report_batch_item_failures => {
                 Ok(BTreeSet::new())
@@ -90,33 +74,25 @@ impl Verdict {
                 parse(body, message_ids).map_err(BatchFailure::from)
             }
         };
-        match failed_ids {
-            Ok(failed_ids) => {
-                let (failed, succeeded) = message_ids
-                    .iter()
-                    .map(|id| (*id).to_owned())
-                    .partition(|id| failed_ids.contains(id.as_str()));
-                Self {
-                    succeeded,
-                    failed,
-                    batch_failure: None,
-                }
-            }
-            Err(failure) => Self {
-                succeeded: Vec::new(),
-                failed: message_ids.iter().map(|id| (*id).to_owned()).collect(),
-                batch_failure: Some(failure),
-            },
+        let ids = message_ids.iter().map(|id| (*id).to_owned());
+        let (failed, succeeded) = match &failed_ids {
+            Ok(failed_ids) => ids.partition(|id| failed_ids.contains(id.as_str())),
+            Err(_) => (ids.collect(), Vec::new()),
+        };
+        Self {
+            succeeded,
+            failed,
+            batch_failure: failed_ids.err(),
         }
     }
 }
 
-/// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all of them in
-/// `message_ids`.
+/// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all in `message_ids`.
 pub fn parse<'a>(
     body: &[u8],
     message_ids: &[&'a str],
 ) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
+    use InvalidBatchResponse::Shape;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(BTreeSet::new());
     }
@@ -127,38 +103,22 @@ pub fn parse<'a>(
         Value::Object(fields) => match fields.get("batchItemFailures") {
             None | Some(Value::Null) => return Ok(BTreeSet::new()),
             Some(Value::Array(items)) => items,
-            Some(_) => {
-                return Err(InvalidBatchResponse::Shape(
-                    "batchItemFailures is not an array",
-                ));
-            }
+            Some(_) => return Err(Shape("batchItemFailures is not an array")),
         },
-        _ => {
-            return Err(InvalidBatchResponse::Shape(
-                "the reply is not a JSON object",
-            ));
-        }
+        _ => return Err(Shape("the reply is not a JSON object")),
     };
     let known: HashSet<&'a str> = message_ids.iter().copied().collect();
     let mut failed = BTreeSet::new();
     for item in items {
         let Value::Object(item) = item else {
-            return Err(InvalidBatchResponse::Shape(
-                "a batch item failure is not an object",
-            ));
+            return Err(Shape("a batch item failure is not an object"));
         };
         let id = match item.get("itemIdentifier") {
             Some(Value::String(id)) => id,
             None | Some(Value::Null) => {
-                return Err(InvalidBatchResponse::Shape(
-                    "a batch item failure has no itemIdentifier",
-                ));
+                return Err(Shape("a batch item failure has no itemIdentifier"));
             }
-            Some(_) => {
-                return Err(InvalidBatchResponse::Shape(
-                    "an itemIdentifier is not a string",
-                ));
-            }
+            Some(_) => return Err(Shape("an itemIdentifier is not a string")),
         };
         if id.is_empty() {
             return Err(InvalidBatchResponse::EmptyIdentifier);

@@ -1,5 +1,4 @@
-//! [`SqsSource`]: connects to the queue, then runs the event source mapping's tasks and owns
-//! their shutdown.
+//! [`SqsSource`]: connects to the queue, then runs the mapping's tasks and owns their shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,13 +12,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::BatchRunner;
-use super::client::{QueueClient, sdk_config};
+use super::client::{QueueClient, Receipt, sdk_config};
 use super::deleter::Deleter;
-use super::in_flight::{self, InFlightMessages, VisibilityPolicy};
-use super::metrics::SqsMetrics;
-use super::poller::{Batching, Poller, ReadyBatch, poll_loop};
+use super::health::SqsMetrics;
+use super::in_flight::{InFlightMessages, VisibilityPolicy};
+use super::poller::Poller;
 use super::record::QueueIdentity;
 use super::{MAX_WAIT_TIME, SqsArgs, SqsError, SqsHealth, TaskFailure};
+use crate::backoff::Backoff;
 use crate::invocation::Invoke;
 use crate::shutdown::ShutdownBudget;
 
@@ -30,7 +30,6 @@ pub struct SqsSource {
     client: QueueClient,
     queue: QueueIdentity,
     queue_visibility_timeout: Duration,
-    /// A FIFO queue: a receive's messages stay one batch, in order (see `poll_loop`).
     fifo: bool,
     metrics: SqsMetrics,
     health: SqsHealth,
@@ -43,7 +42,7 @@ pub struct RunConfig {
     pub max_concurrency: usize,
     /// How long one invocation may run (`--timeout`).
     pub invocation_timeout: Duration,
-    /// The shutdown's deadlines, shared with `app`.
+    /// The shutdown's deadlines.
     pub budget: ShutdownBudget,
 }
 
@@ -55,32 +54,19 @@ const KEEPER: &str = "visibility keeper";
 const DELETER: &str = "deleter";
 
 impl SqsSource {
-    /// Builds the SQS client (aws-config from the environment; honours `AWS_ENDPOINT_URL` and
-    /// `AWS_REGION`), reads the queue's ARN (for `eventSourceARN`) and visibility timeout with
-    /// `GetQueueAttributes`, and registers the metrics.
-    ///
-    /// Fails when the flags contradict each other or the queue cannot be read (SQS unreachable
-    /// at start included: the adapter exits and its orchestrator restarts it).
-    pub async fn new(args: SqsArgs, registry: &mut Registry) -> Result<Self, SqsError> {
-        let config = sdk_config().await;
-        Self::with_config(args, &config, registry).await
-    }
-
-    /// As [`SqsSource::new`], but waits out an SQS that cannot be reached yet (the adapter may
-    /// start before the network or LocalStack is up): retries with backoff until the queue
-    /// answers or `shutdown` fires (then `Ok(None)`). A definite answer (no such queue, access
-    /// denied) and contradictory flags still fail at once: waiting would not fix them.
+    /// [`SqsSource::with_config`] with aws-config from the environment, waiting out an SQS not
+    /// reachable yet (the adapter may start before the network or LocalStack) until `shutdown`
+    /// (then `Ok(None)`). Bad flags and a definite answer (no such queue) fail at once.
     pub async fn connect(
         args: SqsArgs,
         registry: &mut Registry,
-        shutdown: &tokio_util::sync::CancellationToken,
+        shutdown: &CancellationToken,
     ) -> Result<Option<Self>, SqsError> {
         let config = sdk_config().await;
-        let mut backoff =
-            crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             match Self::with_config(args.clone(), &config, registry).await {
-                Err(SqsError::QueueAttributes { source, .. }) if source.retryable => {
+                Err(SqsError::QueueAttributes(_, source)) if source.retryable => {
                     let delay = backoff.next_delay();
                     tracing::warn!(queue_url = %args.queue_url, error = %source, retry_in_ms = delay.as_millis() as u64, "SQS unreachable at start; retrying");
                     tokio::select! {
@@ -93,56 +79,46 @@ impl SqsSource {
         }
     }
 
-    /// As [`SqsSource::new`], with the AWS configuration given rather than read from the
-    /// environment (tests point it at LocalStack without touching the process environment).
+    /// Checks the flags, reads the queue's ARN and visibility timeout, registers the metrics.
     pub async fn with_config(
         args: SqsArgs,
         config: &aws_config::SdkConfig,
         registry: &mut Registry,
     ) -> Result<Self, SqsError> {
+        let invalid = |message: &str| Err(SqsError::Config(message.to_owned()));
+        let size = args.batch_size;
         if args.queue_url.is_empty() {
-            return Err(SqsError::Config(
-                "no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL".to_owned(),
-            ));
+            return invalid("no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL");
         }
-        if args.batch_size > 10 && args.batching_window == 0 {
+        if size > 10 && args.batching_window == 0 {
             // Lambda's rule: without a window a batch is one receive call, at most 10 messages.
-            return Err(SqsError::Config(format!(
-                "--batch-size {} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)",
-                args.batch_size
-            )));
+            return invalid(&format!(
+                "--batch-size {size} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)"
+            ));
         }
         let region = config.region().map(ToString::to_string).unwrap_or_default();
-        let client = QueueClient::new(aws_sdk_sqs::Client::new(config), args.queue_url.clone());
-        let attributes = client
-            .attributes()
-            .await
-            .map_err(|source| SqsError::QueueAttributes {
-                queue_url: args.queue_url.clone(),
-                source,
-            })?;
-        let missing = |attribute| SqsError::MissingAttribute {
-            queue_url: args.queue_url.clone(),
-            attribute,
+        let queue_url = args.queue_url.clone();
+        let client = QueueClient::new(aws_sdk_sqs::Client::new(config), queue_url.clone());
+        let (arn, visibility_timeout) = match client.attributes().await {
+            Ok(attributes) => attributes,
+            Err(source) => return Err(SqsError::QueueAttributes(queue_url, source)),
         };
-        let arn = attributes.arn.ok_or_else(|| missing("QueueArn"))?;
+        let missing = |attribute| SqsError::MissingAttribute(queue_url.clone(), attribute);
+        let arn = arn.ok_or_else(|| missing("QueueArn"))?;
         // SQS requires FIFO queue names to end in `.fifo`.
         let fifo = arn.ends_with(".fifo");
-        if fifo && args.batch_size > 10 {
-            return Err(SqsError::Config(format!(
-                "--batch-size {} is too large for a FIFO queue: at most 10 (Lambda's rule)",
-                args.batch_size
-            )));
-        }
-        if fifo && args.batching_window > 0 {
-            return Err(SqsError::Config(
-                "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0"
-                    .to_owned(),
+        if fifo && size > 10 {
+            return invalid(&format!(
+                "--batch-size {size} is too large for a FIFO queue: at most 10 (Lambda's rule)"
             ));
         }
-        let queue_visibility_timeout = attributes
-            .visibility_timeout
-            .ok_or_else(|| missing("VisibilityTimeout"))?;
+        if fifo && args.batching_window > 0 {
+            return invalid(
+                "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0",
+            );
+        }
+        let queue_visibility_timeout =
+            visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
         let queue = QueueIdentity::new(arn, &region);
         tracing::info!(
             queue_url = %args.queue_url,
@@ -160,35 +136,25 @@ impl SqsSource {
             queue_visibility_timeout,
             fifo,
             metrics: SqsMetrics::register(registry),
-            health: SqsHealth::new_connected(),
+            // Connected until proven otherwise: it has just talked to the queue.
+            health: SqsHealth::default(),
         })
     }
 
-    /// A cheap handle for readiness: connected while some poller's last `ReceiveMessage` call
-    /// succeeded.
+    /// A cheap handle for readiness.
     pub fn health(&self) -> SqsHealth {
         self.health.clone()
     }
 
-    /// Runs until `shutdown` fires: receives, invokes `invoker` with at most
-    /// `config.max_concurrency` batches at once, settles each batch.
-    ///
-    /// Its tasks: the pollers, the visibility keeper, the deleter, one task per batch. On
-    /// shutdown the pollers stop (the long poll in progress is seen through; long polls are capped
-    /// to end within the drain), running batches finish until the budget's drain ends, then every
-    /// message still in flight is made visible again (so another worker takes it at once). SQS
-    /// errors are logged and retried for ever. It fails only if one of its tasks fails (a bug),
-    /// after draining and releasing as at shutdown: the adapter then exits non-zero for its
-    /// orchestrator to restart it, rather than run crippled with `/readyz` still green.
-    pub async fn run<S>(
+    /// Runs until `shutdown` fires, then drains and releases (module map). SQS errors are retried
+    /// for ever. It fails only if one of its tasks fails (a bug), after draining and releasing:
+    /// the adapter then exits non-zero for a restart, rather than run crippled.
+    pub async fn run<S: Invoke>(
         self,
         invoker: S,
         config: RunConfig,
         shutdown: CancellationToken,
-    ) -> Result<(), SqsError>
-    where
-        S: Invoke,
-    {
+    ) -> Result<(), SqsError> {
         let RunConfig {
             max_concurrency,
             invocation_timeout,
@@ -212,16 +178,11 @@ impl SqsSource {
         let stop = shutdown.child_token();
         let keeper_stop = CancellationToken::new();
         let mut tasks = Tasks::default();
-        tasks.spawn(
-            KEEPER,
-            in_flight::keep_visible(
-                self.client.clone(),
-                in_flight.clone(),
-                policy,
-                self.metrics.clone(),
-                keeper_stop.clone(),
-            ),
-        );
+        let (client, metrics) = (self.client.clone(), self.metrics.clone());
+        let keeper = in_flight
+            .clone()
+            .keep_visible(client, metrics, keeper_stop.clone());
+        tasks.spawn(KEEPER, keeper);
         let (deleter, deleting) = Deleter::start(self.client.clone());
         let deleter_task = tasks.spawn(DELETER, deleting);
         let runner = BatchRunner {
@@ -238,16 +199,10 @@ impl SqsSource {
         // Several receive loops, as Lambda runs several pollers: one loop is one receive round
         // trip at a time, which caps the drain far below what the queue serves.
         let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
-        // Shutdown waits for the long poll in progress (see `Poller::gather`), so it must end
-        // within the drain; under a second would be short polling, a busy loop.
+        // Shutdown waits for the long poll in progress, so it must end within the drain; under a
+        // second would be short polling, a busy loop.
         let max_wait =
             Duration::from_secs(budget.drain().as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
-        let batching = Batching {
-            size: usize::from(self.args.batch_size),
-            // Not for FIFO: the messages of one group, split over concurrent batches, would run
-            // at once and out of order.
-            fill_slots: window.is_zero() && !self.fifo,
-        };
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let poller_count = self.args.poller_count(max_concurrency);
         for _ in 0..poller_count {
@@ -259,21 +214,17 @@ impl SqsSource {
                 health: self.health.poller(),
                 filter: self.args.filter_criteria.clone().filter(|f| !f.is_empty()),
                 deleter: deleter.clone(),
+                batch_size: usize::from(self.args.batch_size),
                 window,
+                // Not for FIFO: the messages of one group, split over concurrent batches, would
+                // run at once and out of order.
+                fill_slots: window.is_zero() && !self.fifo,
                 max_wait,
-                backoff: crate::backoff::Backoff::new(
-                    Duration::from_millis(200),
-                    Duration::from_secs(10),
-                ),
             };
-            let receiving = poll_loop(
-                poller,
-                slots.clone(),
-                batching,
-                ready_tx.clone(),
-                stop.clone(),
+            tasks.spawn(
+                POLLER,
+                poller.run(slots.clone(), ready_tx.clone(), stop.clone()),
             );
-            tasks.spawn(POLLER, receiving);
         }
         drop(ready_tx);
         // The deleter task ends when its last handle goes: the runner's and the pollers' only.
@@ -286,7 +237,7 @@ impl SqsSource {
         loop {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
-                    Some(ReadyBatch { permit, records }) => {
+                    Some((permit, records)) => {
                         let runner = runner.clone();
                         let invoker = invoker.clone();
                         batches.spawn(async move {
@@ -347,9 +298,8 @@ impl SqsSource {
     }
 
     /// Makes `left` visible again at once, so another worker takes it, by `deadline`. A few
-    /// tries: a message not released waits out its visibility timeout (minutes, with the
-    /// extensions) before another worker may run it.
-    async fn release(&self, left: Vec<super::client::Receipt>, deadline: Instant) {
+    /// tries: a message not released waits out its visibility timeout (minutes, with extensions).
+    async fn release(&self, left: Vec<Receipt>, deadline: Instant) {
         if left.is_empty() {
             return;
         }
@@ -375,7 +325,7 @@ impl SqsSource {
     }
 }
 
-/// The source's long-lived tasks under one tracker, each known by name.
+/// The source's long-lived tasks, each known by name.
 #[derive(Default)]
 struct Tasks {
     set: JoinSet<()>,
@@ -411,7 +361,7 @@ fn record_failure(
 ) {
     let error = match ended {
         Ok(()) => TaskFailure::Returned(task),
-        Err(source) => TaskFailure::Panicked { task, source },
+        Err(source) => TaskFailure::Panicked(task, source),
     };
     tracing::error!(error = %error, "SQS source stopping: one of its tasks failed");
     failure.get_or_insert(error);

@@ -1,4 +1,5 @@
-//! Lambda's event filtering on the SQS source: `--filter-criteria` (`ADAPTER_FILTER_CRITERIA`).
+//! Lambda's event filtering (`FilterCriteria`), as the SQS source applies it: `--filter-criteria`
+//! (`ADAPTER_FILTER_CRITERIA`).
 //!
 //! The criteria are the event source mapping's `FilterCriteria`, as JSON:
 //! `{"Filters": [{"Pattern": "<pattern JSON>"}, ...]}`. A message is handed to the function when
