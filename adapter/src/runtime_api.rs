@@ -8,18 +8,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
 use crate::host::process::{KillReason, Slot};
 use crate::host::queue::WorkQueue;
+use crate::host::quick_ack::QuickAckSwitch;
 use crate::invocation::{InvocationResponse, InvokeError};
 use crate::response_stream::StreamWriter;
 
@@ -125,6 +126,7 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
 async fn invocation_response(
     State(api): State<RuntimeApi>,
     Path(request_id): Path<String>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -136,6 +138,9 @@ async fn invocation_response(
             .current()
             .and_then(|incarnation| incarnation.open_stream(&request_id, content_type.cloned()));
         if let Some(writer) = writer {
+            let _quick_ack = extensions
+                .get::<ConnectInfo<QuickAckSwitch>>()
+                .map(|ConnectInfo(switch)| switch.on());
             return forward_stream(&api, &request_id, body, writer).await;
         }
     }

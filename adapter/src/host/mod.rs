@@ -9,6 +9,7 @@ pub(crate) mod metrics;
 mod peer_check;
 pub(crate) mod process;
 pub(crate) mod queue;
+pub(crate) mod quick_ack;
 mod supervisor;
 mod tcp_table;
 
@@ -293,10 +294,12 @@ impl FunctionHost {
 /// Serves one slot's Runtime API until the host stops it.
 async fn serve_runtime_api<L>(listener: L, router: axum::Router)
 where
-    L: axum::serve::Listener,
+    L: axum::serve::Listener<Io = tokio::net::TcpStream>,
     L::Addr: std::fmt::Debug,
 {
-    if let Err(error) = axum::serve(listener, router).await {
+    let listener = quick_ack::QuickAckListener(listener);
+    let service = router.into_make_service_with_connect_info::<quick_ack::QuickAckSwitch>();
+    if let Err(error) = axum::serve(listener, service).await {
         tracing::error!(%error, "Runtime API server failed");
     }
 }
