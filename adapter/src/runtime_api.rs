@@ -8,13 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
@@ -126,10 +126,11 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
 async fn invocation_response(
     State(api): State<RuntimeApi>,
     Path(request_id): Path<String>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    // Whole, not as `HeaderMap` and `Extensions` extractors: those clone, on every reply.
+    let (parts, body) = request.into_parts();
+    let (headers, extensions) = (parts.headers, parts.extensions);
     let streaming = is_streaming(&headers);
     let content_type = headers.get(header::CONTENT_TYPE);
     if streaming {
