@@ -6,7 +6,8 @@
 //! in the connection's IO: [`GuardedListener`] hands out [`GuardedIo`]s, which watch the request
 //! head go by (up to its blank line) and fail the read that waits past a deadline, which closes
 //! the connection. The IO cannot see a request's end, so "idle" starts with each response's
-//! first write; the HTTP source buffers replies, so a response is written at once.
+//! first write and starts again with each later one, as a load balancer counts it: a streamed
+//! response that keeps writing is never idle.
 
 use std::io;
 use std::net::SocketAddr;
@@ -160,9 +161,14 @@ impl GuardedIo {
         self.phase = phase;
     }
 
-    /// A response is going out, so the request it answers has been read: the connection is idle.
-    fn response_started(&mut self, cx: &mut Context<'_>) {
-        if self.phase == Phase::Request {
+    /// A response is going out, so the request it answers has been read: the connection is idle
+    /// from this write on.
+    fn wrote(&mut self, cx: &mut Context<'_>) {
+        if self.phase == Phase::Idle {
+            // A later write of the response (a stream): the idle time starts again. The timer,
+            // set for the earlier deadline, fires early and is moved on in `poll_due`.
+            self.due = Instant::now() + self.limits.idle_timeout;
+        } else if self.phase == Phase::Request {
             self.enter(Phase::Idle);
             // hyper may already wait on a read it polled before the response, which registered
             // only the socket; the connection's task must also wake by the idle deadline (the
@@ -254,7 +260,7 @@ impl AsyncWrite for GuardedIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.stream).poll_write(cx, data))?;
-        this.response_started(cx);
+        this.wrote(cx);
         Poll::Ready(Ok(written))
     }
 
@@ -265,7 +271,7 @@ impl AsyncWrite for GuardedIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.stream).poll_write_vectored(cx, bufs))?;
-        this.response_started(cx);
+        this.wrote(cx);
         Poll::Ready(Ok(written))
     }
 
