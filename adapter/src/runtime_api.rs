@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use crate::host::process::{KillReason, Slot};
@@ -145,18 +145,41 @@ async fn invocation_response(
             return forward_stream(&api, &request_id, body, writer).await;
         }
     }
-    let body = match read_body(body).await {
-        Ok(body) => body,
+    let (body, trailers) = match read_reply(body).await {
+        Ok(reply) => reply,
+        Err(StatusCode::PAYLOAD_TOO_LARGE) => {
+            fail_invocation(
+                &api,
+                &request_id,
+                false,
+                "Function.ResponseSizeTooLarge",
+                "Response payload size exceeded maximum allowed payload size",
+            );
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "reply too large",
+            );
+        }
         Err(status) => {
             fail_invocation(
                 &api,
                 &request_id,
-                "Function.ResponseSizeTooLarge",
-                "Response payload size exceeded maximum allowed payload size",
+                false,
+                "Runtime.StreamError",
+                "the function's reply broke off",
             );
-            return api_error(status, "RequestEntityTooLarge", "reply too large");
+            return api_error(status, "StreamError", "the reply broke off");
         }
     };
+    // A streamed reply buffered (no source streams it) still fails by its trailers.
+    if let Some((error_type, payload)) = trailers.as_ref().and_then(trailer_error) {
+        let result = InvocationResponse::FunctionError {
+            error_type,
+            payload,
+        };
+        return complete(&api, &request_id, false, result);
+    }
     let reply = if streaming {
         crate::response_stream::to_buffered(content_type, &body)
     } else {
@@ -169,7 +192,7 @@ async fn invocation_response(
             payload: error_payload("Runtime.InvalidStreamingResponse", &message),
         },
     };
-    complete(&api, &request_id, result)
+    complete(&api, &request_id, false, result)
 }
 
 /// Passes a streamed reply on chunk by chunk as the function writes it, then completes the
@@ -191,6 +214,7 @@ async fn forward_stream(
             fail_invocation(
                 api,
                 request_id,
+                true,
                 "Runtime.StreamError",
                 "the function's response stream broke off",
             );
@@ -212,6 +236,7 @@ async fn forward_stream(
             fail_invocation(
                 api,
                 request_id,
+                true,
                 "Function.ResponseSizeTooLarge",
                 "Response payload size exceeded maximum allowed payload size",
             );
@@ -235,13 +260,18 @@ async fn forward_stream(
         },
         None => InvocationResponse::Success(Bytes::new()),
     };
-    complete(api, request_id, result)
+    complete(api, request_id, true, result)
 }
 
 /// The error a streamed reply's trailers report: `Lambda-Runtime-Function-Error-Type` and the
 /// base64 `Lambda-Runtime-Function-Error-Body`.
 fn trailer_error(trailers: &HeaderMap) -> Option<(String, Bytes)> {
-    let error_type = trailers.get(FUNCTION_ERROR_TYPE)?.to_str().ok()?.to_owned();
+    let error_type = match trailers.get(FUNCTION_ERROR_TYPE) {
+        Some(error_type) => String::from_utf8_lossy(error_type.as_bytes()).into_owned(),
+        // An error body without its type is still an error.
+        None if trailers.contains_key(FUNCTION_ERROR_BODY) => "Runtime.StreamError".to_owned(),
+        None => return None,
+    };
     let payload = trailers
         .get(FUNCTION_ERROR_BODY)
         .and_then(|body| STANDARD.decode(body.as_bytes()).ok())
@@ -265,6 +295,7 @@ async fn invocation_error(
     complete(
         &api,
         &request_id,
+        false,
         InvocationResponse::FunctionError {
             error_type,
             payload,
@@ -294,11 +325,17 @@ async fn init_error(State(api): State<RuntimeApi>, headers: HeaderMap, body: Bod
     accepted()
 }
 
-fn complete(api: &RuntimeApi, request_id: &str, result: InvocationResponse) -> Response {
+/// Completes the job with `result`; `streamed`: the result ends the job's reply stream.
+fn complete(
+    api: &RuntimeApi,
+    request_id: &str,
+    streamed: bool,
+    result: InvocationResponse,
+) -> Response {
     let job = api
         .slot
         .current()
-        .and_then(|incarnation| incarnation.replied(request_id));
+        .and_then(|incarnation| incarnation.replied(request_id, streamed));
     match job {
         Some(job) => {
             job.complete(Ok(result));
@@ -313,8 +350,18 @@ fn complete(api: &RuntimeApi, request_id: &str, result: InvocationResponse) -> R
     }
 }
 
-fn fail_invocation(api: &RuntimeApi, request_id: &str, error_type: &str, message: &str) {
-    if let Some(job) = api.slot.current().and_then(|i| i.replied(request_id)) {
+fn fail_invocation(
+    api: &RuntimeApi,
+    request_id: &str,
+    streamed: bool,
+    error_type: &str,
+    message: &str,
+) {
+    if let Some(job) = api
+        .slot
+        .current()
+        .and_then(|i| i.replied(request_id, streamed))
+    {
         job.complete(Ok(InvocationResponse::FunctionError {
             error_type: error_type.to_owned(),
             payload: error_payload(error_type, message),
@@ -323,9 +370,18 @@ fn fail_invocation(api: &RuntimeApi, request_id: &str, error_type: &str, message
 }
 
 async fn read_body(body: Body) -> Result<Bytes, StatusCode> {
+    read_reply(body).await.map(|(body, _)| body)
+}
+
+/// A whole reply and its trailers; 413 past [`MAX_REPLY_BYTES`], 400 if the connection broke.
+async fn read_reply(body: Body) -> Result<(Bytes, Option<HeaderMap>), StatusCode> {
     match Limited::new(body, MAX_REPLY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            Ok((collected.to_bytes(), trailers))
+        }
+        Err(error) if error.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => Err(StatusCode::BAD_REQUEST),
     }
 }
 

@@ -140,6 +140,19 @@ async fn a_timeout_mid_stream_breaks_the_transfer_off() {
 }
 
 #[tokio::test]
+async fn a_stream_that_keeps_writing_outlives_the_idle_timeout() {
+    let mut adapter = Spawn::http("streamer")
+        .args(&["--idle-timeout", "1"])
+        .start();
+    adapter.wait_ready().await;
+    // 25 chunks 100 ms apart: 2.5 s of streaming, never 1 s without a write.
+    let plan = json!({"chunks": vec!["x"; 25], "interval_ms": 100});
+    let response = open(&adapter.http_url("/"), &plan).await;
+    let body = read_rest(response.into_body()).await.expect("a clean end");
+    assert_eq!(body, "x".repeat(25));
+}
+
+#[tokio::test]
 async fn a_stream_past_lambdas_limit_is_cut_off() {
     let mut adapter = Spawn::http("streamer").start();
     adapter.wait_ready().await;
@@ -181,4 +194,10 @@ async fn buffered_mode_sends_the_whole_reply_at_once() {
     assert_eq!(reply.header("x-streamed"), Some("no"));
     assert_eq!(reply.header("content-length"), Some("7"));
     assert_eq!(reply.body, "one two");
+
+    // Buffered, an error in the trailers still fails the invocation.
+    let failing = json!({"chunks": ["one "], "end": "error"});
+    let reply = post_json(&adapter.http_url("/"), &failing).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    wait_log(&adapter, "Streamer.Failed").await;
 }

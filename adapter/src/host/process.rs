@@ -271,8 +271,14 @@ impl Incarnation {
     /// work again soon (see [`NEXT_GRACE_MAX`]); Lambda too counts an invocation until the
     /// runtime's next `/next`. A process that does not is hung (its reply went out, so no caller
     /// notices): it is replaced, and until then readiness counts it as up.
-    pub(crate) fn replied(self: &Arc<Self>, request_id: &str) -> Option<Job> {
+    ///
+    /// `streamed` says whether the reply is the job's open stream ending: a job whose reply
+    /// streams takes no other reply (a second `/response` or an `/error` meanwhile).
+    pub(crate) fn replied(self: &Arc<Self>, request_id: &str, streamed: bool) -> Option<Job> {
         let mut state = lock(&self.state);
+        if state.running.get(request_id)?.job.is_streaming() != streamed {
+            return None;
+        }
         let running = state.running.remove(request_id)?;
         running.timer.abort();
         let bound = running

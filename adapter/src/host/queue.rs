@@ -79,6 +79,11 @@ impl Job {
         Some(writer)
     }
 
+    /// Whether the reply is being streamed: then only its stream may complete the job.
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.stream_end.is_some()
+    }
+
     /// Hands the result to the caller (if it still waits) and records it.
     pub(crate) fn complete(self, result: InvokeResult) {
         let Self {

@@ -66,9 +66,14 @@ impl QuickAckSwitch {
 }
 
 /// Best effort: without it a stream is only slower.
+#[cfg(target_os = "linux")]
 fn quick_ack(socket: &impl AsFd) {
     let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
 }
+
+/// `TCP_QUICKACK` is Linux's; elsewhere streams keep the delayed ACK.
+#[cfg(not(target_os = "linux"))]
+fn quick_ack(_socket: &impl AsFd) {}
 
 /// Turns immediate ACKs off when dropped.
 pub(crate) struct QuickAckGuard(QuickAckSwitch);

@@ -14,7 +14,9 @@ use http::{HeaderValue, Response};
 use serde_json::{Map, Value};
 
 use super::response::{ReplyError, to_http_response};
-use crate::response_stream::{ResponseStream, StreamError, is_http_integration, split_prelude};
+use crate::response_stream::{
+    PRELUDE_DELIMITER, ResponseStream, StreamError, is_http_integration, split_prelude,
+};
 
 /// Longest prelude read before the body: a prelude is a status and headers, so one this long is
 /// a function that forgot the delimiter.
@@ -46,13 +48,17 @@ pub async fn streamed_response(
     }
     let mut start = BytesMut::new();
     let (prelude, rest) = loop {
+        // The delimiter may straddle chunks; what was searched before it is not searched again.
+        let searched = start.len().saturating_sub(PRELUDE_DELIMITER.len() - 1);
         match stream.next().await {
             Some(Ok(chunk)) => start.extend_from_slice(&chunk),
             Some(Err(error)) => return Err(error.into()),
             None => return Err(malformed("the stream ended before its prelude did")),
         }
-        if let Some((prelude, rest)) = split_prelude(&start) {
-            break (head_of(prelude)?, Bytes::copy_from_slice(rest));
+        if let Some((_, rest)) = split_prelude(&start[searched..]) {
+            let prelude_len = start.len() - rest.len() - PRELUDE_DELIMITER.len();
+            let rest = Bytes::copy_from_slice(rest);
+            break (head_of(&start[..prelude_len])?, rest);
         }
         if start.len() > MAX_PRELUDE_BYTES {
             return Err(malformed(
@@ -107,7 +113,7 @@ fn malformed_reply(message: &str) -> ReplyError {
 mod tests {
     use super::*;
     use crate::invocation::{InvocationResponse, InvokeError};
-    use crate::response_stream::{HTTP_INTEGRATION, PRELUDE_DELIMITER, channel};
+    use crate::response_stream::{HTTP_INTEGRATION, channel};
     use http_body_util::BodyExt as _;
 
     /// A stream fed with `chunks`, ended with `end`.

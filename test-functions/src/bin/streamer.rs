@@ -6,7 +6,8 @@
 //! another, and `"fill_bytes"` then sends that many more bytes in 64 KiB chunks. With
 //! `"wait_file"` the function sends the first chunk, then waits for that file to exist before
 //! sending the rest, so a test can read the first bytes while the function is still running;
-//! `"delay_ms"` sleeps that long after the first chunk (a function that works between chunks).
+//! `"delay_ms"` sleeps that long after the first chunk (a function that works between chunks),
+//! `"interval_ms"` that long after every chunk (a steady stream).
 //! `"end"` says how the stream ends: `ok` (the default), `hang` (never ends: the adapter's timeout
 //! must) or `error` (the reply is sent by hand, with Lambda's error trailers after the chunks,
 //! because `lambda_runtime` 1.5 writes a stream error into the body instead of into trailers).
@@ -40,6 +41,8 @@ async fn handle(request: Request) -> Result<Response<lambda_runtime::streaming::
         .and_then(Value::as_str)
         .map(str::to_owned);
     let delay = Duration::from_millis(plan.get("delay_ms").and_then(Value::as_u64).unwrap_or(0));
+    let interval =
+        Duration::from_millis(plan.get("interval_ms").and_then(Value::as_u64).unwrap_or(0));
     let end = plan.get("end").and_then(Value::as_str).unwrap_or("ok");
     if end == "error" {
         let request_id = request.lambda_context().request_id;
@@ -72,7 +75,13 @@ async fn handle(request: Request) -> Result<Response<lambda_runtime::streaming::
     }
     let (sender, body) = channel();
     let hang = end == "hang";
-    tokio::spawn(send_chunks(sender, chunks, wait_file, delay, hang));
+    tokio::spawn(send_chunks(
+        sender,
+        chunks,
+        wait_file,
+        [delay, interval],
+        hang,
+    ));
     Ok(response.body(body)?)
 }
 
@@ -108,7 +117,7 @@ async fn send_chunks(
     mut sender: Sender,
     chunks: Vec<Vec<u8>>,
     wait_file: Option<String>,
-    delay: Duration,
+    [delay, interval]: [Duration; 2],
     hang: bool,
 ) -> Result<(), Error> {
     for (n, chunk) in chunks.into_iter().enumerate() {
@@ -121,6 +130,7 @@ async fn send_chunks(
             }
             tokio::time::sleep(delay).await;
         }
+        tokio::time::sleep(interval).await;
     }
     if hang {
         std::future::pending::<Infallible>().await;
