@@ -59,20 +59,22 @@ pub struct CallError {
     pub retryable: bool,
 }
 
-impl CallError {
-    /// A request the SDK refused to build: a bug here, not a state of SQS.
-    fn from_build(error: BuildError) -> Self {
+/// A request the SDK refused to build: a bug here, not a state of SQS.
+impl From<BuildError> for CallError {
+    fn from(error: BuildError) -> Self {
         let message = DisplayErrorContext(error).to_string();
         Self {
             message,
             retryable: false,
         }
     }
+}
 
-    fn from_sdk<E>(error: SdkError<E, HttpResponse>) -> Self
-    where
-        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    {
+impl<E> From<SdkError<E, HttpResponse>> for CallError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    fn from(error: SdkError<E, HttpResponse>) -> Self {
         let retryable = match &error {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status();
@@ -121,8 +123,7 @@ impl QueueClient {
             .attribute_names(QueueAttributeName::QueueArn)
             .attribute_names(QueueAttributeName::VisibilityTimeout)
             .send()
-            .await
-            .map_err(CallError::from_sdk)?;
+            .await?;
         let mut attributes = output.attributes.unwrap_or_default();
         let arn = attributes.remove(&QueueAttributeName::QueueArn);
         let timeout = attributes.remove(&QueueAttributeName::VisibilityTimeout);
@@ -148,8 +149,7 @@ impl QueueClient {
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
-            .await
-            .map_err(CallError::from_sdk)?;
+            .await?;
         Ok(output.messages.unwrap_or_default())
     }
 
@@ -222,19 +222,24 @@ impl QueueClient {
                 None => self.calls.clone().acquire_owned().await.ok(),
             };
             match self.call_once(visibility, &pending).await {
-                Ok(outcome) => {
-                    report.done.extend(outcome.done);
-                    let (permanent, retry): (Vec<_>, Vec<_>) =
-                        outcome.failed.into_iter().partition(|f| f.sender_fault);
-                    for failure in permanent {
-                        report.rejected.push(pending[failure.index].clone());
-                        report.failed.push((failure.message_id, failure.reason));
-                    }
-                    if let Some(first) = retry.first() {
-                        last_error.clone_from(&first.reason);
+                Ok(results) => {
+                    let mut retry = Vec::new();
+                    for (receipt, result) in pending.into_iter().zip(results) {
+                        match result {
+                            Ok(()) => report.done.push(receipt.message_id.clone()),
+                            Err((true, reason)) => {
+                                report.rejected.push(receipt.clone());
+                                report.failed.push((receipt.message_id.clone(), reason));
+                            }
+                            Err((false, reason)) if retry.is_empty() => {
+                                last_error = reason;
+                                retry.push(receipt);
+                            }
+                            Err((false, _)) => retry.push(receipt),
+                        }
                     }
                     // By position, not id: one chunk may hold two deliveries of a message.
-                    pending = retry.iter().map(|f| pending[f.index]).collect();
+                    pending = retry;
                 }
                 Err(error) => {
                     // Visibility changes are reported per message by their callers, every tick
@@ -261,38 +266,44 @@ impl QueueClient {
         report
     }
 
-    /// One batch call for `receipts`, as [`QueueClient::batch`]; entry ids are their positions.
+    /// One batch call for `receipts`, as [`QueueClient::batch`]: each entry's result, in order.
     async fn call_once(
         &self,
         visibility: Option<i32>,
         receipts: &[&Receipt],
-    ) -> Result<EntryOutcome, CallError> {
+    ) -> Result<Vec<EntryResult>, CallError> {
+        // Entry ids are positions in `receipts`.
         let entries = receipts.iter().enumerate();
         let entries = entries.map(|(i, r)| (i.to_string(), r.receipt_handle.clone()));
         let (successful, failed): (Vec<String>, Vec<BatchResultErrorEntry>) = match visibility {
             None => {
                 let entries =
                     entries.map(|(id, h)| DeleteEntry::builder().id(id).receipt_handle(h));
-                let entries = entries.map(|entry| entry.build()).collect::<Result<_, _>>();
+                let entries = entries
+                    .map(|entry| entry.build())
+                    .collect::<Result<_, _>>()?;
                 let call = self.client.delete_message_batch().queue_url(&self.url);
-                let call = call.set_entries(Some(entries.map_err(CallError::from_build)?));
-                let output = call.send().await.map_err(CallError::from_sdk)?;
-                let ok = output.successful.into_iter().map(|s| s.id);
-                (ok.collect(), output.failed)
+                let output = call.set_entries(Some(entries)).send().await?;
+                (
+                    output.successful.into_iter().map(|s| s.id).collect(),
+                    output.failed,
+                )
             }
             Some(seconds) => {
                 let entries =
                     entries.map(|(id, h)| VisibilityEntry::builder().id(id).receipt_handle(h));
                 let entries = entries.map(|entry| entry.visibility_timeout(seconds).build());
-                let call = self
-                    .client
-                    .change_message_visibility_batch()
-                    .queue_url(&self.url);
-                let entries = entries.collect::<Result<_, _>>();
-                let call = call.set_entries(Some(entries.map_err(CallError::from_build)?));
-                let output = call.send().await.map_err(CallError::from_sdk)?;
-                let ok = output.successful.into_iter().map(|s| s.id);
-                (ok.collect(), output.failed)
+                let entries = entries.collect::<Result<_, _>>()?;
+                let call = self.client.change_message_visibility_batch();
+                let output = call
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await?;
+                (
+                    output.successful.into_iter().map(|s| s.id).collect(),
+                    output.failed,
+                )
             }
         };
         let failed = failed.iter().map(|f| {
@@ -300,57 +311,32 @@ impl QueueClient {
             (f.id(), f.sender_fault(), reason)
         });
         let successful = successful.iter().map(String::as_str);
-        Ok(EntryOutcome::from_ids(receipts, successful, failed))
+        Ok(entry_results(receipts.len(), successful, failed))
     }
 }
 
-struct EntryFailure {
-    /// Where the entry's receipt is in the call's receipts.
-    index: usize,
-    message_id: String,
-    sender_fault: bool,
-    reason: String,
-}
+/// One entry's answer: done, or failed with whether SQS blames the sender, and why.
+type EntryResult = Result<(), (bool, String)>;
 
-struct EntryOutcome {
-    done: Vec<String>,
-    failed: Vec<EntryFailure>,
-}
-
-impl EntryOutcome {
-    /// Maps batch entry ids (indexes into `receipts`) back to message ids. An entry SQS mentions
-    /// neither as successful nor as failed counts as a retryable failure.
-    fn from_ids<'a>(
-        receipts: &[&Receipt],
-        successful: impl Iterator<Item = &'a str>,
-        failed: impl Iterator<Item = (&'a str, bool, String)>,
-    ) -> Self {
-        let index = |id: &str| id.parse::<usize>().ok().filter(|i| *i < receipts.len());
-        let mut answered = vec![false; receipts.len()];
-        let mut done = Vec::new();
-        for i in successful.filter_map(index) {
-            if !std::mem::replace(&mut answered[i], true) {
-                done.push(receipts[i].message_id.clone());
-            }
+/// Each of `len` entries' result, by position, from the ids SQS lists. An entry listed twice keeps
+/// its first answer; one SQS mentions neither as successful nor as failed is a retryable failure.
+fn entry_results<'a>(
+    len: usize,
+    successful: impl Iterator<Item = &'a str>,
+    failed: impl Iterator<Item = (&'a str, bool, String)>,
+) -> Vec<EntryResult> {
+    let mut results: Vec<Option<EntryResult>> = vec![None; len];
+    let failed = failed.map(|(id, fault, reason)| (id, Err((fault, reason))));
+    for (id, result) in successful.map(|id| (id, Ok(()))).chain(failed) {
+        if let Some(slot) = id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+            slot.get_or_insert(result);
         }
-        let mut failures = Vec::new();
-        let failed = failed.filter_map(|(id, fault, reason)| Some((index(id)?, fault, reason)));
-        let silent = (0..receipts.len()).map(|i| (i, false, "not in the SQS response".to_owned()));
-        // Silent entries last: any entry SQS did answer keeps that answer.
-        for (index, sender_fault, reason) in failed.chain(silent) {
-            if !std::mem::replace(&mut answered[index], true) {
-                let message_id = receipts[index].message_id.clone();
-                failures.push(EntryFailure {
-                    index,
-                    message_id,
-                    sender_fault,
-                    reason,
-                });
-            }
-        }
-        let failed = failures;
-        Self { done, failed }
     }
+    let silent = || Err((false, "not in the SQS response".to_owned()));
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(silent))
+        .collect()
 }
 
 #[cfg(test)]
@@ -364,7 +350,7 @@ mod tests {
     fn answered(status: u16, code: &str) -> CallError {
         let error = DeleteMessageBatchError::generic(ErrorMetadata::builder().code(code).build());
         let raw = HttpResponse::new(status.try_into().expect("a status code"), "".into());
-        CallError::from_sdk(SdkError::service_error(error, raw))
+        CallError::from(SdkError::service_error(error, raw))
     }
 
     #[test]
@@ -378,49 +364,31 @@ mod tests {
     }
 
     #[test]
-    fn entry_ids_map_back_to_messages_and_silence_is_a_retryable_failure() {
-        let receipts: Vec<Receipt> = ["m0", "m1", "m2", "m3"]
-            .iter()
-            .map(|id| Receipt {
-                message_id: (*id).into(),
-                receipt_handle: format!("h-{id}"),
-            })
-            .collect();
-        let refs: Vec<&Receipt> = receipts.iter().collect();
-        let outcome = EntryOutcome::from_ids(
-            &refs,
+    fn entry_ids_map_back_to_positions_and_silence_is_a_retryable_failure() {
+        let results = entry_results(
+            4,
             ["0", "2", "99"].into_iter(),
             [("1", true, "ReceiptHandleIsInvalid: gone".to_owned())].into_iter(),
         );
-        assert_eq!(outcome.done, ["m0", "m2"]);
-        let failed: Vec<_> = outcome
-            .failed
-            .iter()
-            .map(|f| (f.message_id.as_str(), f.sender_fault))
-            .collect();
-        // m3 was in neither list: retried, not assumed deleted.
-        assert_eq!(failed, [("m1", true), ("m3", false)]);
+        let silent = Err((false, "not in the SQS response".to_owned()));
+        // Entry 3 was in neither list: retried, not assumed deleted.
+        let gone = Err((true, "ReceiptHandleIsInvalid: gone".to_owned()));
+        assert_eq!(results, [Ok(()), gone, Ok(()), silent]);
     }
 
     /// Two deliveries of one message in one call: each entry keeps its own outcome, so only the
     /// one that failed is retried.
     #[test]
-    fn two_deliveries_of_a_message_keep_their_own_outcomes() {
-        let receipts: Vec<Receipt> = ["h0", "h1"]
-            .iter()
-            .map(|handle| Receipt {
-                message_id: "m".into(),
-                receipt_handle: (*handle).into(),
-            })
-            .collect();
-        let refs: Vec<&Receipt> = receipts.iter().collect();
-        let outcome = EntryOutcome::from_ids(
-            &refs,
+    fn an_entry_answered_twice_keeps_its_first_answer() {
+        let results = entry_results(
+            2,
             ["0", "0"].into_iter(),
-            [("1", false, "InternalError".to_owned())].into_iter(),
+            [
+                ("0", false, "late".to_owned()),
+                ("1", false, "InternalError".to_owned()),
+            ]
+            .into_iter(),
         );
-        assert_eq!(outcome.done, ["m"], "an entry answered twice counts once");
-        let failed: Vec<_> = outcome.failed.iter().map(|f| f.index).collect();
-        assert_eq!(failed, [1]);
+        assert_eq!(results, [Ok(()), Err((false, "InternalError".to_owned()))]);
     }
 }
