@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::MAX_PER_RECEIVE;
+use super::{MAX_PER_RECEIVE, SqsError};
 use crate::event_filter::FilterCriteria;
 
 /// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
@@ -64,6 +64,27 @@ impl SqsArgs {
                 .clamp(1, AUTO_POLLERS_MAX),
         };
         wanted.min(slots)
+    }
+
+    /// Lambda's rules for the flags, on a FIFO queue or not (before the queue is known: not).
+    pub(super) fn check(&self, fifo: bool) -> Result<(), SqsError> {
+        let size = self.batch_size;
+        let problem = if self.queue_url.is_empty() {
+            "no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL".to_owned()
+        } else if size > 10 && self.batching_window == 0 {
+            // Without a window a batch is one receive call, at most 10 messages.
+            format!(
+                "--batch-size {size} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)"
+            )
+        } else if fifo && size > 10 {
+            format!("--batch-size {size} is too large for a FIFO queue: at most 10 (Lambda's rule)")
+        } else if fifo && self.batching_window > 0 {
+            "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0"
+                .to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(SqsError::Config(problem))
     }
 }
 

@@ -85,17 +85,7 @@ impl SqsSource {
         config: &aws_config::SdkConfig,
         registry: &mut Registry,
     ) -> Result<Self, SqsError> {
-        let invalid = |message: &str| Err(SqsError::Config(message.to_owned()));
-        let size = args.batch_size;
-        if args.queue_url.is_empty() {
-            return invalid("no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL");
-        }
-        if size > 10 && args.batching_window == 0 {
-            // Lambda's rule: without a window a batch is one receive call, at most 10 messages.
-            return invalid(&format!(
-                "--batch-size {size} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)"
-            ));
-        }
+        args.check(false)?;
         let region = config.region().map(ToString::to_string).unwrap_or_default();
         let queue_url = args.queue_url.clone();
         let client = QueueClient::new(aws_sdk_sqs::Client::new(config), queue_url.clone());
@@ -107,16 +97,7 @@ impl SqsSource {
         let arn = arn.ok_or_else(|| missing("QueueArn"))?;
         // SQS requires FIFO queue names to end in `.fifo`.
         let fifo = arn.ends_with(".fifo");
-        if fifo && size > 10 {
-            return invalid(&format!(
-                "--batch-size {size} is too large for a FIFO queue: at most 10 (Lambda's rule)"
-            ));
-        }
-        if fifo && args.batching_window > 0 {
-            return invalid(
-                "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0",
-            );
-        }
+        args.check(fifo)?;
         let queue_visibility_timeout =
             visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
         let queue = QueueIdentity::new(arn, &region);
@@ -155,25 +136,21 @@ impl SqsSource {
         config: RunConfig,
         shutdown: CancellationToken,
     ) -> Result<(), SqsError> {
-        let RunConfig {
-            max_concurrency,
-            invocation_timeout,
-            budget,
-        } = config;
         let policy = VisibilityPolicy::new(
             self.queue_visibility_timeout,
             self.args.visibility_extension_margin,
         );
-        if self.queue_visibility_timeout < invocation_timeout {
+        if self.queue_visibility_timeout < config.invocation_timeout {
             // Fine here (visibility is extended), but Lambda refuses such a mapping.
             tracing::warn!(
                 visibility_timeout_s = self.queue_visibility_timeout.as_secs(),
-                function_timeout_s = invocation_timeout.as_secs(),
+                function_timeout_s = config.invocation_timeout.as_secs(),
                 "the queue's visibility timeout is shorter than the function timeout; Lambda would reject this event source mapping"
             );
         }
         let window = Duration::from_secs(self.args.batching_window.into());
-        let in_flight = InFlightMessages::new(window + policy.hold(invocation_timeout), policy);
+        let in_flight =
+            InFlightMessages::new(window + policy.hold(config.invocation_timeout), policy);
         // Pollers stop at shutdown, or when a task fails; the keeper only once batches are done.
         let stop = shutdown.child_token();
         let keeper_stop = CancellationToken::new();
@@ -190,7 +167,7 @@ impl SqsSource {
             in_flight: in_flight.clone(),
             metrics: self.metrics.clone(),
             report_batch_item_failures: self.args.report_batch_item_failures,
-            invocation_timeout,
+            invocation_timeout: config.invocation_timeout,
             policy,
             shutdown: shutdown.clone(),
             fifo: self.fifo,
@@ -198,13 +175,13 @@ impl SqsSource {
 
         // Several receive loops, as Lambda runs several pollers: one loop is one receive round
         // trip at a time, which caps the drain far below what the queue serves.
-        let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
+        let slots = Arc::new(Semaphore::new(config.max_concurrency.max(1)));
         // Shutdown waits for the long poll in progress, so it must end within the drain; under a
         // second would be short polling, a busy loop.
-        let max_wait =
-            Duration::from_secs(budget.drain().as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
+        let drain = config.budget.drain();
+        let max_wait = Duration::from_secs(drain.as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let poller_count = self.args.poller_count(max_concurrency);
+        let poller_count = self.args.poller_count(config.max_concurrency);
         for _ in 0..poller_count {
             let poller = Poller {
                 client: self.client.clone(),
@@ -231,7 +208,6 @@ impl SqsSource {
         drop(deleter);
         tracing::debug!(pollers = poller_count, "receiving");
 
-        let mut failure: Option<TaskFailure> = None;
         let mut batches = JoinSet::new();
         let mut stopped_at: Option<Instant> = None;
         loop {
@@ -253,7 +229,7 @@ impl SqsSource {
                 Some((task, ended)) = tasks.next() => {
                     // Pollers end once `stop` fires; the others only when told, after this loop.
                     if ended.is_err() || task != POLLER || !stop.is_cancelled() {
-                        record_failure(&mut failure, task, ended);
+                        tasks.failed(task, ended);
                         stop.cancel();
                     }
                 }
@@ -263,10 +239,10 @@ impl SqsSource {
 
         tracing::info!(
             batches = batches.len(),
-            drain_s = budget.drain().as_secs_f64(),
+            drain_s = drain.as_secs_f64(),
             "SQS source stopping: draining"
         );
-        let drained = tokio::time::timeout_at(stopped_at + budget.drain(), async {
+        let drained = tokio::time::timeout_at(stopped_at + drain, async {
             while let Some(done) = batches.join_next().await {
                 log_batch_end(done);
             }
@@ -288,13 +264,15 @@ impl SqsSource {
         keeper_stop.cancel();
         while let Some((task, ended)) = tasks.next().await {
             if matches!(&ended, Err(error) if error.is_panic()) {
-                record_failure(&mut failure, task, ended);
+                tasks.failed(task, ended);
             }
         }
-        self.release(in_flight.drain(), stopped_at + budget.release_by())
+        self.release(in_flight.drain(), stopped_at + config.budget.release_by())
             .await;
         tracing::info!("SQS source stopped");
-        failure.map_or(Ok(()), |failure| Err(SqsError::Stopped(failure)))
+        tasks
+            .failure
+            .map_or(Ok(()), |failure| Err(SqsError::Stopped(failure)))
     }
 
     /// Makes `left` visible again at once, so another worker takes it, by `deadline`. A few
@@ -325,11 +303,12 @@ impl SqsSource {
     }
 }
 
-/// The source's long-lived tasks, each known by name.
+/// The source's long-lived tasks, each known by name, and the first that failed.
 #[derive(Default)]
 struct Tasks {
     set: JoinSet<()>,
     names: HashMap<tokio::task::Id, &'static str>,
+    failure: Option<TaskFailure>,
 }
 
 impl Tasks {
@@ -351,20 +330,16 @@ impl Tasks {
         };
         Some((self.names.remove(&id).unwrap_or("task"), ended))
     }
-}
 
-/// Keeps the first failure of a task (the later ones follow from it) and logs each.
-fn record_failure(
-    failure: &mut Option<TaskFailure>,
-    task: &'static str,
-    ended: Result<(), JoinError>,
-) {
-    let error = match ended {
-        Ok(()) => TaskFailure::Returned(task),
-        Err(source) => TaskFailure::Panicked(task, source),
-    };
-    tracing::error!(error = %error, "SQS source stopping: one of its tasks failed");
-    failure.get_or_insert(error);
+    /// Keeps the first failure of a task (the later ones follow from it) and logs each.
+    fn failed(&mut self, task: &'static str, ended: Result<(), JoinError>) {
+        let error = match ended {
+            Ok(()) => TaskFailure::Returned(task),
+            Err(source) => TaskFailure::Panicked(task, source),
+        };
+        tracing::error!(error = %error, "SQS source stopping: one of its tasks failed");
+        self.failure.get_or_insert(error);
+    }
 }
 
 fn log_batch_end(done: Result<(), JoinError>) {
