@@ -46,29 +46,19 @@ enum PartOutcome {
     Released,
 }
 
-/// Whether a batch's result is the shutdown's doing, not the function's verdict: the host refused
-/// it (`ShuttingDown`), or during shutdown the process went away or none was left (`NotReady`).
-/// Such a batch is released at once. A timeout or a function error stays a failure.
-fn released_at_shutdown(
-    result: &Result<InvocationResponse, InvokeError>,
-    shutting_down: bool,
-) -> bool {
-    match result {
-        Err(InvokeError::ShuttingDown) => true,
-        Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => shutting_down,
-        Err(InvokeError::Timeout { .. }) | Ok(_) => false,
-    }
-}
-
 impl BatchRunner {
-    /// Whether shutdown has begun, or begins within [`SIGNAL_SETTLE`] of a process dying.
-    async fn shutting_down_soon(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
+    /// Whether a batch's result is the shutdown's doing, not the function's verdict: the host
+    /// refused it (`ShuttingDown`), or the process went away or none was left (`NotReady`) with
+    /// shutdown begun or beginning within [`SIGNAL_SETTLE`]. Such a batch is released at once. A
+    /// timeout or a function error stays a failure.
+    async fn released_at_shutdown(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
         match result {
+            Err(InvokeError::ShuttingDown) => true,
             Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => {
                 let shutdown = self.shutdown.cancelled();
                 tokio::time::timeout(SIGNAL_SETTLE, shutdown).await.is_ok()
             }
-            _ => self.shutdown.is_cancelled(),
+            Err(InvokeError::Timeout { .. }) | Ok(_) => false,
         }
     }
 
@@ -111,7 +101,7 @@ impl BatchRunner {
         let request_id = invocation.request_id.clone();
         tracing::debug!(%request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
         let result = invoker.oneshot(invocation).await;
-        if released_at_shutdown(&result, self.shutting_down_soon(&result).await) {
+        if self.released_at_shutdown(&result).await {
             // Not the messages' fault: keep them registered so shutdown releases them at once
             // instead of leaving them hidden for a visibility timeout.
             tracing::debug!(%request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
@@ -193,8 +183,8 @@ mod tests {
         (service, calls)
     }
 
-    #[test]
-    fn only_failures_caused_by_shutdown_are_released() {
+    #[tokio::test]
+    async fn only_failures_caused_by_shutdown_are_released() {
         let exit = Err(InvokeError::ExitError {
             detail: "signal: 2".into(),
         });
@@ -203,19 +193,27 @@ mod tests {
             error_type: "Boom".into(),
             payload: Bytes::new(),
         });
-        assert!(released_at_shutdown(&Err(InvokeError::ShuttingDown), false));
-        assert!(released_at_shutdown(&exit, true));
-        assert!(released_at_shutdown(&Err(InvokeError::NotReady), true));
+        let (runner, _) = runner(false);
         assert!(
-            !released_at_shutdown(&exit, false),
+            runner
+                .released_at_shutdown(&Err(InvokeError::ShuttingDown))
+                .await
+        );
+        assert!(
+            !runner.released_at_shutdown(&exit).await,
             "a crash outside shutdown is a failure"
         );
-        assert!(!released_at_shutdown(&timeout, true));
-        assert!(!released_at_shutdown(&function_error, true));
-        assert!(!released_at_shutdown(
-            &Ok(InvocationResponse::Success(Bytes::new())),
-            true
-        ));
+        runner.shutdown.cancel();
+        assert!(runner.released_at_shutdown(&exit).await);
+        assert!(
+            runner
+                .released_at_shutdown(&Err(InvokeError::NotReady))
+                .await
+        );
+        assert!(!runner.released_at_shutdown(&timeout).await);
+        assert!(!runner.released_at_shutdown(&function_error).await);
+        let success = Ok(InvocationResponse::Success(Bytes::new()));
+        assert!(!runner.released_at_shutdown(&success).await);
     }
 
     /// A runner whose deletes are only counted, over `fifo` or standard queue semantics.
