@@ -68,19 +68,14 @@ impl Deleter {
         let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
         // Not sent: the reply's sender is dropped with the ask.
         let _ = self.asks.send(Ask { receipts, reply });
-        report.await.unwrap_or_else(|_| stopped(ids))
-    }
-}
-
-/// The report for asks the stopped deleter could not take.
-fn stopped(ids: Vec<String>) -> BatchReport {
-    let failed = ids
-        .into_iter()
-        .map(|id| (id, "the deleter stopped".to_owned()));
-    let failed = failed.collect();
-    BatchReport {
-        failed,
-        ..BatchReport::default()
+        report.await.unwrap_or_else(|_| {
+            let mut stopped = BatchReport::default();
+            stopped.failed = ids
+                .into_iter()
+                .map(|id| (id, "the deleter stopped".into()))
+                .collect();
+            stopped
+        })
     }
 }
 

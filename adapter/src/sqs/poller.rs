@@ -54,7 +54,7 @@ impl Poller {
             let permit = match slots.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
-                    self.health.waiting();
+                    self.health.set(None);
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => return,
@@ -121,7 +121,7 @@ impl Poller {
             let cancelled = cancel.is_cancelled();
             match received {
                 Ok(messages) => {
-                    self.health.set(true);
+                    self.health.set(Some(true));
                     backoff.reset();
                     let received_at = Instant::now();
                     let new: Vec<Record> = messages
@@ -144,7 +144,7 @@ impl Poller {
                     }
                 }
                 Err(error) => {
-                    self.health.set(false);
+                    self.health.set(Some(false));
                     self.metrics.receive_errors.inc();
                     let delay = backoff.next_delay();
                     tracing::error!(error = %error, retry_in_ms = delay.as_millis() as u64, "ReceiveMessage failed");
