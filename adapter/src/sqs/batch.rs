@@ -223,12 +223,12 @@ mod tests {
         let slots = Arc::new(tokio::sync::Semaphore::new(1));
         let (deleter, task) = Deleter::start_with(slots, move |receipts: Vec<Receipt>, _| {
             counter.fetch_add(receipts.len(), Ordering::SeqCst);
-            async move {
+            Box::pin(async move {
                 crate::sqs::client::BatchReport {
                     done: receipts.into_iter().map(|r| r.message_id).collect(),
                     ..Default::default()
                 }
-            }
+            })
         });
         tokio::spawn(task);
         let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);

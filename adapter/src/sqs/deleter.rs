@@ -37,22 +37,19 @@ impl Deleter {
         let slots = client.calls.clone();
         Self::start_with(slots, move |receipts: Vec<Receipt>, slot| {
             let client = client.clone();
-            async move { client.delete(&receipts, slot).await }
+            Box::pin(async move { client.delete(&receipts, slot).await })
         })
     }
 
     /// As [`Deleter::start`], with `delete` making the calls in `slots` (the tests' seam).
-    pub(crate) fn start_with<F, Fut>(
+    pub(crate) fn start_with(
         slots: Arc<Semaphore>,
-        delete: F,
-    ) -> (Self, impl Future<Output = ()> + Send + 'static)
-    where
-        F: Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = BatchReport> + Send + 'static,
-    {
-        let delete: Arc<DeleteFn> = Arc::new(move |receipts, slot| {
-            Box::pin(delete(receipts, slot)) as BoxFuture<'static, _>
-        });
+        delete: impl Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> BoxFuture<'static, BatchReport>
+        + Send
+        + Sync
+        + 'static,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let delete: Arc<DeleteFn> = Arc::new(delete);
         let (asks, receiver) = mpsc::unbounded_channel();
         let task = run(delete.clone(), slots, receiver);
         (Self { asks, delete }, task)
@@ -173,7 +170,7 @@ mod tests {
             move |receipts: Vec<Receipt>, slot| {
                 calls.lock().expect("lock").push(receipts.len());
                 let gate = gate.clone();
-                async move {
+                Box::pin(async move {
                     let _slot = slot;
                     // Each call waits to be let through, so the test decides when calls end.
                     gate.acquire().await.expect("open").forget();
@@ -182,7 +179,7 @@ mod tests {
                         failed: Vec::new(),
                         rejected: Vec::new(),
                     }
-                }
+                })
             }
         });
         let task = tokio::spawn(task);
@@ -255,11 +252,13 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_deleter_reports_its_asks_failed() {
         let slots = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
-        let (deleter, task) = Deleter::start_with(slots, |receipts: Vec<Receipt>, _| async move {
-            BatchReport {
-                done: receipts.into_iter().map(|r| r.message_id).collect(),
-                ..BatchReport::default()
-            }
+        let (deleter, task) = Deleter::start_with(slots, |receipts: Vec<Receipt>, _| {
+            Box::pin(async move {
+                BatchReport {
+                    done: receipts.into_iter().map(|r| r.message_id).collect(),
+                    ..BatchReport::default()
+                }
+            })
         });
         let task = tokio::spawn(task);
         task.abort();
