@@ -91,10 +91,8 @@ impl BatchRunner {
     }
 
     async fn invoke_and_settle<S: Invoke>(&self, invoker: S, records: &[Record]) -> PartOutcome {
-        let ids: Vec<&str> = records
-            .iter()
-            .map(|r| r.receipt.message_id.as_str())
-            .collect();
+        let ids = records.iter().map(|r| r.receipt.message_id.as_str());
+        let ids: Vec<&str> = ids.collect();
         let mut invocation = Invocation::new(record::payload(records), self.invocation_timeout)
             .waiting_for_process(wait_for_process(self.invocation_timeout));
         invocation.trace_id = Some(record::trace_header(records));
@@ -121,10 +119,8 @@ impl BatchRunner {
             // queue's redrive policy counts the receive and moves poison messages to the DLQ.
             self.in_flight.untrack(&receipts(&verdict.failed));
             self.metrics.failed.inc_by(verdict.failed.len() as u64);
-            let reason = verdict.batch_failure.as_ref().map_or_else(
-                || "reported in batchItemFailures".to_owned(),
-                ToString::to_string,
-            );
+            let reason = verdict.batch_failure.as_ref().map(ToString::to_string);
+            let reason = reason.unwrap_or_else(|| "reported in batchItemFailures".to_owned());
             tracing::warn!(%request_id, message_ids = ?verdict.failed, %reason, "SQS messages failed; they will be retried");
             PartOutcome::Failed
         };

@@ -129,10 +129,8 @@ impl InFlightMessages {
     pub fn untrack<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>) {
         let mut entries = lock(&self.entries);
         for receipt in receipts {
-            if entries
-                .get(&receipt.message_id)
-                .is_some_and(|e| e.receipt == *receipt)
-            {
+            let tracked = entries.get(&receipt.message_id);
+            if tracked.is_some_and(|e| e.receipt == *receipt) {
                 entries.remove(&receipt.message_id);
             }
         }
@@ -150,9 +148,7 @@ impl InFlightMessages {
         receipts: impl IntoIterator<Item = &'a Receipt>,
         now: Instant,
     ) {
-        self.update(receipts, |entry| {
-            entry.hold_until = entry.hold_until.min(now)
-        });
+        self.update(receipts, |e| e.hold_until = e.hold_until.min(now));
     }
 
     /// Tracked messages due for extension at `now`, within their hold.

@@ -270,9 +270,8 @@ impl SqsSource {
         self.release(in_flight.drain(), stopped_at + config.budget.release_by())
             .await;
         tracing::info!("SQS source stopped");
-        tasks
-            .failure
-            .map_or(Ok(()), |failure| Err(SqsError::Stopped(failure)))
+        let failure = tasks.failure.map(SqsError::Stopped);
+        failure.map_or(Ok(()), Err)
     }
 
     /// Makes `left` visible again at once, so another worker takes it, by `deadline`. A few
