@@ -153,11 +153,8 @@ impl InFlightMessages {
 
     /// Tracked messages due for extension at `now`, within their hold.
     pub fn due(&self, now: Instant) -> Vec<Receipt> {
-        let entries = lock(&self.entries);
-        let due = entries
-            .iter()
-            .filter(|(_, e)| now >= e.due_at && now < e.hold_until);
-        due.map(|(_, e)| e.receipt.clone()).collect()
+        let due = |e: &Entry| (now >= e.due_at && now < e.hold_until).then(|| e.receipt.clone());
+        lock(&self.entries).values().filter_map(due).collect()
     }
 
     /// Records that these messages were extended at `at` (untracked ones are skipped).

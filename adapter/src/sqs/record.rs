@@ -19,12 +19,8 @@ pub struct QueueIdentity {
 impl QueueIdentity {
     /// The identity of the queue `arn`; `fallback_region` when the ARN names none.
     pub fn new(arn: String, fallback_region: &str) -> Self {
-        let region = arn
-            .split(':')
-            .nth(3)
-            .filter(|r| !r.is_empty())
-            .unwrap_or(fallback_region)
-            .to_owned();
+        let region = arn.split(':').nth(3).filter(|r| !r.is_empty());
+        let region = region.unwrap_or(fallback_region).to_owned();
         Self { arn, region }
     }
 }
@@ -110,15 +106,12 @@ fn strip_nulls(value: &mut Value) {
 /// producer's trace), else a new root, as Lambda traces every invocation. Each record keeps its
 /// own header in `attributes`, so a batch of several traces loses none.
 pub fn trace_header(records: &[Record]) -> String {
-    records
-        .iter()
-        .find_map(|r| {
-            r.json
-                .pointer("/attributes/AWSTraceHeader")
-                .and_then(Value::as_str)
-                .and_then(crate::trace_header::from_message)
-        })
-        .unwrap_or_else(crate::trace_header::new_root)
+    let valid = |r: &Record| {
+        let header = r.json.pointer("/attributes/AWSTraceHeader")?.as_str()?;
+        crate::trace_header::from_message(header)
+    };
+    let header = records.iter().find_map(valid);
+    header.unwrap_or_else(crate::trace_header::new_root)
 }
 
 /// The invocation payload for `records`: `{"Records": [...]}`.
