@@ -1,7 +1,6 @@
-//! [`QueueClient`]: every SQS call the source makes. The SDK's retries are off ([`sdk_config`]):
-//! batch calls are retried here per entry (SQS fails entries one by one, which the SDK cannot
-//! see), receives by the pollers' backoff, the start by `SqsSource::connect`. Throttling and 5xx
-//! are retried, a definite 4xx is not. At most [`CALLS_IN_FLIGHT`] batch calls run at once.
+//! [`QueueClient`]: every SQS call the source makes. SDK retries are off ([`sdk_config`]): batch
+//! calls are retried here per entry (SQS fails entries one by one), receives by the pollers, the
+//! start by `SqsSource::connect`; throttling and 5xx are retried, a definite 4xx is not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,8 +93,7 @@ where
 pub(crate) struct BatchReport {
     pub(crate) done: Vec<String>,
     pub(crate) failed: Vec<(String, String)>,
-    /// Of the failed, those SQS refused for good (the receipt handle is no longer valid, the
-    /// message is gone or no longer in flight): trying again will not help.
+    /// Of the failed, those SQS refused for good (receipt handle expired, message gone).
     pub(crate) rejected: Vec<Receipt>,
 }
 
@@ -153,9 +151,8 @@ impl QueueClient {
         Ok(output.messages.unwrap_or_default())
     }
 
-    /// Deletes `receipts`, retrying what fails for a few seconds; `slot` is a call slot already
-    /// taken for the first call. What is still not deleted is reported failed and will be
-    /// delivered again: at-least-once, never lost.
+    /// Deletes `receipts`, retrying for a few seconds, the first call in `slot` if given. What is
+    /// still not deleted is reported failed and will be delivered again.
     pub(crate) async fn delete(
         &self,
         receipts: &[Receipt],
@@ -164,8 +161,7 @@ impl QueueClient {
         self.batch(None, receipts, DELETE_ATTEMPTS, slot).await
     }
 
-    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once),
-    /// trying what fails up to `attempts` times.
+    /// Sets the visibility timeout of `receipts` to `timeout` from now, in up to `attempts` tries.
     pub(crate) async fn change_visibility(
         &self,
         receipts: &[Receipt],
@@ -176,8 +172,7 @@ impl QueueClient {
         self.batch(Some(seconds), receipts, attempts, None).await
     }
 
-    /// Deletes `receipts` (`visibility` `None`) or sets their visibility timeout, in chunks of
-    /// ten run at once (each waits for a call slot).
+    /// Deletes (`visibility` `None`) or changes visibility, in chunks of ten run at once.
     async fn batch(
         &self,
         visibility: Option<i32>,
@@ -198,8 +193,7 @@ impl QueueClient {
     }
 
     /// [`QueueClient::batch`] for at most ten receipts, each entry tried up to `attempts` times
-    /// with a backoff between. Entries SQS refuses for good (the sender's fault, such as an
-    /// expired receipt handle) are not tried again.
+    /// with a backoff between; entries SQS refuses for good are not tried again.
     async fn chunk(
         &self,
         visibility: Option<i32>,
@@ -242,8 +236,7 @@ impl QueueClient {
                     pending = retry;
                 }
                 Err(error) => {
-                    // Visibility changes are reported per message by their callers, every tick
-                    // while SQS is out of reach.
+                    // Visibility changes are reported per message by their callers.
                     if visibility.is_none() {
                         tracing::warn!(%error, attempt, queue_url = %self.url, "DeleteMessageBatch failed");
                     } else {

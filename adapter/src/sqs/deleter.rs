@@ -97,31 +97,25 @@ async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::Unbou
         let mut entries = first.receipts.len();
         let mut group = vec![first];
         while entries < MAX_PER_RECEIVE {
-            match asks.try_recv() {
-                Ok(ask) if entries + ask.receipts.len() > MAX_PER_RECEIVE => {
-                    carried = Some(ask);
-                    break;
-                }
-                Ok(ask) => {
-                    entries += ask.receipts.len();
-                    group.push(ask);
-                }
-                Err(_) => break,
+            let Ok(ask) = asks.try_recv() else { break };
+            if entries + ask.receipts.len() > MAX_PER_RECEIVE {
+                carried = Some(ask);
+                break;
             }
+            entries += ask.receipts.len();
+            group.push(ask);
         }
-        let delete = delete.clone();
-        calls.spawn(async move { delete_group(delete.as_ref(), group, slot).await });
+        // One delete for the group, each ask answered with its part.
+        let all = group.iter().flat_map(|ask| ask.receipts.iter().cloned());
+        let call = delete(all.collect(), Some(slot));
+        calls.spawn(async move {
+            let mut report = call.await;
+            for ask in group {
+                let _ = ask.reply.send(report.take(&ask.receipts));
+            }
+        });
     }
     while calls.join_next().await.is_some() {}
-}
-
-/// One delete for a group of asks, each answered with its part.
-async fn delete_group(delete: &DeleteFn, group: Vec<Ask>, slot: OwnedSemaphorePermit) {
-    let all = group.iter().flat_map(|ask| ask.receipts.iter().cloned());
-    let mut report = delete(all.collect(), Some(slot)).await;
-    for ask in group {
-        let _ = ask.reply.send(report.take(&ask.receipts));
-    }
 }
 
 impl BatchReport {
