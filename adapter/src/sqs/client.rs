@@ -125,10 +125,8 @@ impl QueueClient {
         let mut attributes = output.attributes.unwrap_or_default();
         let arn = attributes.remove(&QueueAttributeName::QueueArn);
         let timeout = attributes.remove(&QueueAttributeName::VisibilityTimeout);
-        let timeout = timeout
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_secs);
-        Ok((arn, timeout))
+        let seconds = timeout.and_then(|v| v.parse().ok());
+        Ok((arn, seconds.map(Duration::from_secs)))
     }
 
     /// One `ReceiveMessage` call: at most `max` (1..=10) messages, long-polling `wait`, with every

@@ -7,13 +7,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Readiness of the SQS source: "event source connected".
-///
-/// Connected unless some receiving poller's last `ReceiveMessage` call failed and none's
-/// succeeded: one poller failing while others get through is a blip, and readiness should not
-/// flap with it. A poller waiting for a free slot makes no calls, so it stops counting until its
-/// next call (with every slot busy readiness stays green: failing it would get a worker busy with
-/// long tasks replaced over an old error). Cheap to clone.
+/// Readiness of the SQS source: "event source connected". Connected unless some receiving
+/// poller's last `ReceiveMessage` call failed and none's succeeded (one failing poller is a blip).
+/// A poller waiting for a free slot stops counting: with every slot busy readiness stays green,
+/// rather than get a worker busy with long tasks replaced over an old error. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct SqsHealth {
     succeeding: Arc<AtomicUsize>,

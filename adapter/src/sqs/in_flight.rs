@@ -197,11 +197,10 @@ impl InFlightMessages {
             }
             // Stopping mid-call is fine: the batch calls are independent and idempotent. One
             // try: what fails is due again at the next tick.
-            let extend_to = self.policy.extend_to;
             let report = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                report = queue.change_visibility(&due, extend_to, 1) => report,
+                report = queue.change_visibility(&due, self.policy.extend_to, 1) => report,
             };
             self.mark_extended(report.done.iter().map(String::as_str), now);
             // Refused for good (settled or delivered again meanwhile): asking again every tick

@@ -18,9 +18,6 @@ use super::record::{self, QueueIdentity, Record};
 use crate::backoff::Backoff;
 use crate::event_filter::FilterCriteria;
 
-/// A batch gathered by a poller, with the concurrency slot it runs in.
-pub(crate) type ReadyBatch = (OwnedSemaphorePermit, Vec<Record>);
-
 /// Gathers batches from one queue.
 pub(crate) struct Poller {
     pub(crate) client: QueueClient,
@@ -45,7 +42,7 @@ impl Poller {
     pub(crate) async fn run(
         mut self,
         slots: Arc<Semaphore>,
-        ready: mpsc::UnboundedSender<ReadyBatch>,
+        ready: mpsc::UnboundedSender<(OwnedSemaphorePermit, Vec<Record>)>,
         shutdown: CancellationToken,
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
