@@ -61,18 +61,15 @@ impl Verdict {
         message_ids: &[&str],
         report_batch_item_failures: bool,
     ) -> Self {
+        use InvocationResponse::{FunctionError, Success};
         let failed_ids = match result {
             Err(error) => Err(BatchFailure::Invoke(error.clone())),
-            Ok(InvocationResponse::FunctionError { error_type, .. }) => {
+            Ok(FunctionError { error_type, .. }) => {
                 let error_type = error_type.clone();
                 Err(BatchFailure::FunctionError { error_type })
             }
-            Ok(InvocationResponse::Success(_)) if !report_batch_item_failures => {
-                Ok(BTreeSet::new())
-            }
-            Ok(InvocationResponse::Success(body)) => {
-                parse(body, message_ids).map_err(BatchFailure::from)
-            }
+            Ok(Success(_)) if !report_batch_item_failures => Ok(BTreeSet::new()),
+            Ok(Success(body)) => parse(body, message_ids).map_err(BatchFailure::from),
         };
         let ids = message_ids.iter().map(|id| (*id).to_owned());
         let (failed, succeeded) = match &failed_ids {
@@ -123,10 +120,8 @@ pub fn parse<'a>(
         if id.is_empty() {
             return Err(InvalidBatchResponse::EmptyIdentifier);
         }
-        let known = known
-            .get(id.as_str())
-            .ok_or_else(|| InvalidBatchResponse::UnknownIdentifier(id.clone()))?;
-        failed.insert(*known);
+        let unknown = || InvalidBatchResponse::UnknownIdentifier(id.clone());
+        failed.insert(*known.get(id.as_str()).ok_or_else(unknown)?);
     }
     Ok(failed)
 }
