@@ -1,5 +1,4 @@
-//! One batch's life after it is gathered: invoke the function, read its verdict, delete what
-//! succeeded, leave what failed, keep for release what shutdown cut short.
+//! One batch's life after it is gathered: invoke, read the verdict, delete what succeeded.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -47,10 +46,9 @@ enum PartOutcome {
 }
 
 impl BatchRunner {
-    /// Whether a batch's result is the shutdown's doing, not the function's verdict: the host
-    /// refused it (`ShuttingDown`), or the process went away or none was left (`NotReady`) with
-    /// shutdown begun or beginning within [`SIGNAL_SETTLE`]. Such a batch is released at once. A
-    /// timeout or a function error stays a failure.
+    /// Whether a result is the shutdown's doing, not the function's verdict (then the batch is
+    /// released at once): `ShuttingDown`, or no process left with shutdown begun or beginning
+    /// within [`SIGNAL_SETTLE`]. A timeout or a function error stays a failure.
     async fn released_at_shutdown(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
         match result {
             Err(InvokeError::ShuttingDown) => true,
@@ -65,8 +63,7 @@ impl BatchRunner {
     /// Runs `records` (in parts under Lambda's payload limit) and settles each part.
     pub(crate) async fn process<S: Invoke>(&self, invoker: S, records: Vec<Record>) {
         let _in_flight = GaugeGuard::new(&self.metrics.batches_in_flight);
-        // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
-        // run one after the other in this batch's slot.
+        // A gathered batch over Lambda's payload limit runs as several invocations, in its slot.
         let parts = record::split_by_size(records, MAX_PAYLOAD_BYTES);
         for (index, part) in parts.iter().enumerate() {
             // Each part may take its full time: the hold set at receive covers one invocation.
@@ -100,8 +97,7 @@ impl BatchRunner {
         tracing::debug!(%request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
         let result = invoker.oneshot(invocation).await;
         if self.released_at_shutdown(&result).await {
-            // Not the messages' fault: keep them registered so shutdown releases them at once
-            // instead of leaving them hidden for a visibility timeout.
+            // Not the messages' fault: still registered, shutdown releases them at once.
             tracing::debug!(%request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
             return PartOutcome::Released;
         }

@@ -32,7 +32,7 @@ pub(crate) struct Deleter {
 
 impl Deleter {
     /// A deleter for `client`, and its task, which ends once every handle is dropped and its
-    /// calls are done. Aborting it drops the calls in flight (their messages are still registered).
+    /// calls are done.
     pub(crate) fn start(client: QueueClient) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let slots = client.calls.clone();
         Self::start_with(slots, move |receipts: Vec<Receipt>, slot| {
@@ -55,8 +55,7 @@ impl Deleter {
         (Self { asks, delete }, task)
     }
 
-    /// Deletes `receipts` as [`QueueClient::delete`] does. With the task gone (the source is
-    /// stopping) nothing is deleted: the messages come back, at least once.
+    /// Deletes `receipts` as [`QueueClient::delete`] does; with the task gone, nothing.
     pub(crate) async fn delete(&self, receipts: Vec<Receipt>) -> BatchReport {
         if receipts.len() >= MAX_PER_RECEIVE {
             return (self.delete)(receipts, None).await;

@@ -1,5 +1,4 @@
-//! One receive loop ([`Poller::run`]): takes free concurrency slots, gathers batches for them, as
-//! Lambda's pollers do.
+//! One receive loop ([`Poller::run`]): takes free concurrency slots and gathers batches for them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +36,7 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
-    /// Takes free slots, gathers messages for them, hands each batch (with its slot) to `ready`,
-    /// until `shutdown` fires.
+    /// Takes free slots and hands a batch for each to `ready`, until `shutdown` fires.
     pub(crate) async fn run(
         mut self,
         slots: Arc<Semaphore>,
@@ -84,10 +82,9 @@ impl Poller {
         }
     }
 
-    /// Receives until `capacity` messages came, or the batching window (started by the first
-    /// message) closes, or, without a window, as soon as one receive call returned messages.
-    /// Receive errors are logged and retried with backoff for ever. `None` once `cancel` fires
-    /// (a receive in progress is seen through: see the `sqs` module docs).
+    /// Receives until `capacity` messages came, or the batching window (from the first message)
+    /// closes, or without a window until a receive returns messages; errors are retried with
+    /// backoff. `None` once `cancel` fires (a receive in progress is seen through).
     async fn gather(
         &mut self,
         capacity: usize,

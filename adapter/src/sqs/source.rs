@@ -55,8 +55,7 @@ const DELETER: &str = "deleter";
 
 impl SqsSource {
     /// [`SqsSource::with_config`] with aws-config from the environment, waiting out an SQS not
-    /// reachable yet (the adapter may start before the network or LocalStack) until `shutdown`
-    /// (then `Ok(None)`). Bad flags and a definite answer (no such queue) fail at once.
+    /// reachable yet until `shutdown` (then `Ok(None)`); bad flags or no such queue fail at once.
     pub async fn connect(
         args: SqsArgs,
         registry: &mut Registry,
@@ -128,8 +127,7 @@ impl SqsSource {
     }
 
     /// Runs until `shutdown` fires, then drains and releases (module map). SQS errors are retried
-    /// for ever. It fails only if one of its tasks fails (a bug), after draining and releasing:
-    /// the adapter then exits non-zero for a restart, rather than run crippled.
+    /// for ever; it fails only if one of its tasks fails (a bug), after draining and releasing.
     pub async fn run<S: Invoke>(
         self,
         invoker: S,
@@ -173,8 +171,7 @@ impl SqsSource {
             fifo: self.fifo,
         };
 
-        // Several receive loops, as Lambda runs several pollers: one loop is one receive round
-        // trip at a time, which caps the drain far below what the queue serves.
+        // Several receive loops, as Lambda runs several pollers: one round trip at a time is slow.
         let slots = Arc::new(Semaphore::new(config.max_concurrency.max(1)));
         // Shutdown waits for the long poll in progress, so it must end within the drain; under a
         // second would be short polling, a busy loop.
@@ -193,8 +190,7 @@ impl SqsSource {
                 deleter: deleter.clone(),
                 batch_size: usize::from(self.args.batch_size),
                 window,
-                // Not for FIFO: the messages of one group, split over concurrent batches, would
-                // run at once and out of order.
+                // Not for FIFO: a group split over concurrent batches would run out of order.
                 fill_slots: window.is_zero() && !self.fifo,
                 max_wait,
             };
@@ -255,8 +251,7 @@ impl SqsSource {
             );
             batches.abort_all();
             while batches.join_next().await.is_some() {}
-            // Abandoned batches' deletes go with it: their messages are still registered, and
-            // released below.
+            // Abandoned batches' deletes go with it: their messages are released below.
             deleter_task.abort();
         }
         // The deleter ends once its handles are gone and its calls done; the keeper when told.
@@ -274,8 +269,7 @@ impl SqsSource {
         failure.map_or(Ok(()), Err)
     }
 
-    /// Makes `left` visible again at once, so another worker takes it, by `deadline`. A few
-    /// tries: a message not released waits out its visibility timeout (minutes, with extensions).
+    /// Makes `left` visible again at once, so another worker takes it, by `deadline`.
     async fn release(&self, left: Vec<Receipt>, deadline: Instant) {
         if left.is_empty() {
             return;
