@@ -53,8 +53,7 @@ pub struct SqsArgs {
 
 impl SqsArgs {
     /// Receive loops for `max_concurrency` slots: `--pollers`, or enough that one round of receive
-    /// calls fills every slot, at most [`AUTO_POLLERS_MAX`]; never more than slots (a poller holds
-    /// one while it polls).
+    /// calls fills every slot (at most [`AUTO_POLLERS_MAX`]); never more than slots.
     pub fn poller_count(&self, max_concurrency: usize) -> usize {
         let slots = max_concurrency.max(1);
         let wanted = match self.pollers {

@@ -25,9 +25,8 @@ pub(crate) const CALLS_IN_FLIGHT: usize = 8;
 /// How often a delete is tried before the message is left to come back.
 const DELETE_ATTEMPTS: u32 = 6;
 
-/// The AWS configuration from the environment, every SQS call bounded in time, no SDK retries.
-/// The SDK's defaults bound only the connect: a connection gone silent (a lost NAT entry) would
-/// hang a receive for ever with `/readyz` still green, or a delete holding a call slot.
+/// The AWS configuration from the environment, every call bounded in time, no SDK retries. The
+/// SDK bounds only the connect: a silent connection would hang a receive or a delete for ever.
 pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))

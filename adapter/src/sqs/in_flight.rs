@@ -48,9 +48,8 @@ impl VisibilityPolicy {
         }
     }
 
-    /// How long a message may be held (kept invisible) from the moment its invocation is handed
-    /// to the host: the wait for a process, the run, and one extension's worth for the delete.
-    /// The one formula for it; a gathered message adds the batching window.
+    /// How long a message may be kept invisible once its invocation is handed to the host: the
+    /// wait for a process, the run, and one extension's worth for the delete.
     pub fn hold(&self, invocation_timeout: Duration) -> Duration {
         wait_for_process(invocation_timeout) + invocation_timeout + self.extend_to
     }
@@ -72,13 +71,9 @@ struct Entry {
 }
 
 /// The messages received and not yet settled: registered by the pollers, held and unregistered
-/// by the batches, extended by the keeper, drained for release at shutdown.
-///
-/// - Whatever is registered at shutdown is released; nothing else is.
-/// - One entry per message id, for its latest receipt handle: a change for another handle (an
-///   older delivery of a duplicate) changes nothing.
-/// - An entry is extended only while `now < hold_until`, so a stuck batch hides it for a bounded
-///   time; SQS refusing an entry for good ends its extensions, not its registration.
+/// by the batches, extended by the keeper, drained for release at shutdown. One entry per message
+/// id, for its latest receipt handle (a change for an older delivery changes nothing), extended
+/// only while `now < hold_until`, so a stuck batch hides it for a bounded time.
 #[derive(Debug, Clone)]
 pub struct InFlightMessages {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
@@ -195,24 +190,21 @@ impl InFlightMessages {
             if due.is_empty() {
                 continue;
             }
-            // Stopping mid-call is fine: the batch calls are independent and idempotent. One
-            // try: what fails is due again at the next tick.
+            // Stopping mid-call is fine (idempotent calls); one try: what fails is due next tick.
             let report = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
                 report = queue.change_visibility(&due, self.policy.extend_to, 1) => report,
             };
             self.mark_extended(report.done.iter().map(String::as_str), now);
-            // Refused for good (settled or delivered again meanwhile): asking again every tick
-            // until the invocation ends would only add calls and log lines.
+            // Refused for good (settled or delivered again): asking again only adds calls.
             self.stop_extending(&report.rejected, now);
             let extended = report.done.len();
             metrics.visibility_extensions.inc_by(extended as u64);
             tracing::debug!(extended, "extended visibility");
             let refused: HashSet<&str> = report.rejected.iter().map(|r| &*r.message_id).collect();
             for (message_id, reason) in &report.failed {
-                // One refused now and then is a message settled meanwhile; all of them failing
-                // otherwise is SQS out of reach, and they may reappear.
+                // A refusal is a message settled meanwhile; all failing is SQS out of reach.
                 if extended == 0 && !refused.contains(message_id.as_str()) {
                     tracing::warn!(%message_id, %reason, "could not extend visibility");
                 } else {

@@ -102,9 +102,8 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
-/// The invocation's trace header: the first valid `AWSTraceHeader` of the batch's messages (the
-/// producer's trace), else a new root, as Lambda traces every invocation. Each record keeps its
-/// own header in `attributes`, so a batch of several traces loses none.
+/// The invocation's trace header: the first valid `AWSTraceHeader` of the batch's messages, else a
+/// new root, as Lambda traces every invocation (each record keeps its own in `attributes`).
 pub fn trace_header(records: &[Record]) -> String {
     let valid = |r: &Record| {
         let header = r.json.pointer("/attributes/AWSTraceHeader")?.as_str()?;
