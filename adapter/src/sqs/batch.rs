@@ -111,8 +111,7 @@ impl BatchRunner {
         let outcome = if verdict.failed.is_empty() {
             PartOutcome::Clean
         } else {
-            // Left alone: visible again when the last extension runs out, as in Lambda; the
-            // queue's redrive policy counts the receive and moves poison messages to the DLQ.
+            // Left alone: visible again once the last extension ends; redrive may DLQ it.
             self.in_flight.untrack(&receipts(&verdict.failed));
             self.metrics.failed.inc_by(verdict.failed.len() as u64);
             let reason = verdict.batch_failure.as_ref().map(ToString::to_string);

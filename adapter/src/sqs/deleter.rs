@@ -1,7 +1,6 @@
 //! The deleter coalesces the deletes of concurrent batches into `DeleteMessageBatch` calls of up
-//! to 10 entries: with small batches, one call per batch made the request rate the limit of a
-//! drain. No timer: an ask waits for a free call slot of the [`QueueClient`], and asks that arrive
-//! meanwhile go with it; a lone ask goes at once, a full one (10) straight to the client.
+//! to 10 entries (one call per small batch made the request rate a drain's limit). No timer: an
+//! ask waits for a free call slot, and asks that arrive meanwhile go with it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -118,10 +117,8 @@ async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::Unbou
 }
 
 impl BatchReport {
-    /// Takes one outcome for each of `receipts` out of a group's report. By count, not by id
-    /// alone: a message delivered twice may be held by two batches sharing a call, and each
-    /// batch must hear of each of its messages once. A receipt the report does not mention is
-    /// reported failed: it is not known deleted, so it comes back.
+    /// Takes one outcome for each of `receipts` out of a group's report, by count: two batches
+    /// sharing a call may hold a message delivered twice. One not mentioned is reported failed.
     fn take(&mut self, receipts: &[Receipt]) -> BatchReport {
         let mut part = BatchReport::default();
         for Receipt { message_id: id, .. } in receipts {

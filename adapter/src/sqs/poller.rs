@@ -58,8 +58,7 @@ impl Poller {
                     }
                 }
             };
-            // Small batches without a window: one receive call may fill several free slots, as
-            // Lambda's pollers do; one call per batch would cap the drain at one round trip each.
+            // Small batches without a window: one receive may fill several free slots (as Lambda).
             let extra = (MAX_PER_RECEIVE / self.batch_size).saturating_sub(1);
             let free = std::iter::from_fn(|| slots.clone().try_acquire_owned().ok());
             let mut permits = vec![permit];
