@@ -269,31 +269,22 @@ impl QueueClient {
             None => {
                 let entries =
                     entries.map(|(id, h)| DeleteEntry::builder().id(id).receipt_handle(h));
-                let entries = entries
-                    .map(|entry| entry.build())
-                    .collect::<Result<_, _>>()?;
+                let entries = entries.map(|e| e.build()).collect::<Result<_, _>>()?;
                 let call = self.client.delete_message_batch().queue_url(&self.url);
                 let output = call.set_entries(Some(entries)).send().await?;
-                (
-                    output.successful.into_iter().map(|s| s.id).collect(),
-                    output.failed,
-                )
+                let ok = output.successful.into_iter().map(|s| s.id);
+                (ok.collect(), output.failed)
             }
             Some(seconds) => {
                 let entries =
                     entries.map(|(id, h)| VisibilityEntry::builder().id(id).receipt_handle(h));
-                let entries = entries.map(|entry| entry.visibility_timeout(seconds).build());
+                let entries = entries.map(|e| e.visibility_timeout(seconds).build());
                 let entries = entries.collect::<Result<_, _>>()?;
                 let call = self.client.change_message_visibility_batch();
-                let output = call
-                    .queue_url(&self.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await?;
-                (
-                    output.successful.into_iter().map(|s| s.id).collect(),
-                    output.failed,
-                )
+                let call = call.queue_url(&self.url).set_entries(Some(entries));
+                let output = call.send().await?;
+                let ok = output.successful.into_iter().map(|s| s.id);
+                (ok.collect(), output.failed)
             }
         };
         let failed = failed.iter().map(|f| {
