@@ -177,9 +177,8 @@ impl QueueClient {
         attempts: u32,
         mut slot: Option<OwnedSemaphorePermit>,
     ) -> BatchReport {
-        let chunks = receipts
-            .chunks(MAX_PER_RECEIVE)
-            .map(|chunk| self.chunk(visibility, chunk, attempts, slot.take()));
+        let chunks = receipts.chunks(MAX_PER_RECEIVE);
+        let chunks = chunks.map(|chunk| self.chunk(visibility, chunk, attempts, slot.take()));
         let mut report = BatchReport::default();
         for chunk in futures::future::join_all(chunks).await {
             report.done.extend(chunk.done);
@@ -249,10 +248,10 @@ impl QueueClient {
                 break;
             }
         }
-        let failed = pending.into_iter();
+        let failed = pending.into_iter().map(|r| r.message_id.clone());
         report
             .failed
-            .extend(failed.map(|r| (r.message_id.clone(), last_error.clone())));
+            .extend(failed.map(|id| (id, last_error.clone())));
         report
     }
 
@@ -314,10 +313,8 @@ fn entry_results<'a>(
         }
     }
     let silent = || Err((false, "not in the SQS response".to_owned()));
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(silent))
-        .collect()
+    let results = results.into_iter().map(|r| r.unwrap_or_else(silent));
+    results.collect()
 }
 
 #[cfg(test)]

@@ -65,10 +65,8 @@ impl Deleter {
         let _ = self.asks.send(Ask { receipts, reply });
         report.await.unwrap_or_else(|_| {
             let mut stopped = BatchReport::default();
-            stopped.failed = ids
-                .into_iter()
-                .map(|id| (id, "the deleter stopped".into()))
-                .collect();
+            let reason = "the deleter stopped";
+            stopped.failed = ids.into_iter().map(|id| (id, reason.into())).collect();
             stopped
         })
     }

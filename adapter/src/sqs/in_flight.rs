@@ -164,10 +164,8 @@ impl InFlightMessages {
 
     /// Removes and returns every tracked message.
     pub fn drain(&self) -> Vec<Receipt> {
-        lock(&self.entries)
-            .drain()
-            .map(|(_, e)| e.receipt)
-            .collect()
+        let mut entries = lock(&self.entries);
+        entries.drain().map(|(_, e)| e.receipt).collect()
     }
 
     /// The keeper task: extends due messages until `stop` fires.
