@@ -54,13 +54,11 @@ pub fn record(message: &Message, queue: &QueueIdentity) -> Option<Record> {
     record.md5_of_body = message.md5_of_body().map(str::to_owned);
     record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_owned);
     let attrs = message.attributes().into_iter().flatten();
-    record.attributes = attrs
-        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-        .collect();
+    let attrs = attrs.map(|(k, v)| (k.as_str().to_owned(), v.clone()));
+    record.attributes = attrs.collect();
     let attrs = message.message_attributes().into_iter().flatten();
-    record.message_attributes = attrs
-        .map(|(k, v)| (k.clone(), message_attribute(v)))
-        .collect();
+    let attrs = attrs.map(|(k, v)| (k.clone(), message_attribute(v)));
+    record.message_attributes = attrs.collect();
     record.event_source = Some("aws:sqs".to_owned());
     record.event_source_arn = Some(queue.arn.clone());
     record.aws_region = Some(queue.region.clone());

@@ -154,10 +154,9 @@ impl SqsSource {
         let keeper_stop = CancellationToken::new();
         let mut tasks = Tasks::default();
         let (client, metrics) = (self.client.clone(), self.metrics.clone());
-        let keeper = in_flight
-            .clone()
-            .keep_visible(client, metrics, keeper_stop.clone());
-        tasks.spawn(KEEPER, keeper);
+        let keeping = in_flight.clone();
+        let keeping = keeping.keep_visible(client, metrics, keeper_stop.clone());
+        tasks.spawn(KEEPER, keeping);
         let (deleter, deleting) = Deleter::start(self.client.clone());
         let deleter_task = tasks.spawn(DELETER, deleting);
         let runner = BatchRunner {
@@ -194,10 +193,8 @@ impl SqsSource {
                 fill_slots: window.is_zero() && !self.fifo,
                 max_wait,
             };
-            tasks.spawn(
-                POLLER,
-                poller.run(slots.clone(), ready_tx.clone(), stop.clone()),
-            );
+            let receiving = poller.run(slots.clone(), ready_tx.clone(), stop.clone());
+            tasks.spawn(POLLER, receiving);
         }
         drop(ready_tx);
         // The deleter task ends when its last handle goes: the runner's and the pollers' only.
