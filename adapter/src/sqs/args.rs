@@ -71,7 +71,6 @@ impl SqsArgs {
         let problem = if self.queue_url.is_empty() {
             "no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL".to_owned()
         } else if size > 10 && self.batching_window == 0 {
-            // Without a window a batch is one receive call, at most 10 messages.
             format!(
                 "--batch-size {size} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)"
             )

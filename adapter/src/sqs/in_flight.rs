@@ -91,18 +91,14 @@ impl InFlightMessages {
         }
     }
 
-    /// Applies `change` to the entries whose registered delivery is one of `receipts`.
-    fn update<'a>(
-        &self,
-        receipts: impl IntoIterator<Item = &'a Receipt>,
-        change: impl Fn(&mut Entry),
-    ) {
+    /// Applies `f` to the entries whose registered delivery is one of `receipts`.
+    fn update<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, f: impl Fn(&mut Entry)) {
         let mut entries = lock(&self.entries);
         for receipt in receipts {
             if let Some(entry) = entries.get_mut(&receipt.message_id)
                 && entry.receipt == *receipt
             {
-                change(entry);
+                f(entry);
             }
         }
     }
@@ -138,12 +134,8 @@ impl InFlightMessages {
     }
 
     /// No longer extends these messages (SQS refused them for good), though they stay tracked.
-    pub fn stop_extending<'a>(
-        &self,
-        receipts: impl IntoIterator<Item = &'a Receipt>,
-        now: Instant,
-    ) {
-        self.update(receipts, |e| e.hold_until = e.hold_until.min(now));
+    pub fn stop_extending<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, at: Instant) {
+        self.update(receipts, |e| e.hold_until = e.hold_until.min(at));
     }
 
     /// Tracked messages due for extension at `now`, within their hold.

@@ -84,11 +84,8 @@ impl Verdict {
     }
 }
 
-/// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all in `message_ids`.
-pub fn parse<'a>(
-    body: &[u8],
-    message_ids: &[&'a str],
-) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
+/// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all in `ids`.
+pub fn parse<'a>(body: &[u8], ids: &[&'a str]) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
     use InvalidBatchResponse::Shape;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(BTreeSet::new());
@@ -104,7 +101,7 @@ pub fn parse<'a>(
         },
         _ => return Err(Shape("the reply is not a JSON object")),
     };
-    let known: HashSet<&'a str> = message_ids.iter().copied().collect();
+    let known: HashSet<&'a str> = ids.iter().copied().collect();
     let mut failed = BTreeSet::new();
     for item in items {
         let Value::Object(item) = item else {
