@@ -90,9 +90,8 @@ impl SqsArgs {
 pub const AUTO_POLLERS_MAX: usize = 5;
 
 fn parse_filter_criteria(s: &str) -> Result<Arc<FilterCriteria>, String> {
-    FilterCriteria::parse(s)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    let criteria = FilterCriteria::parse(s).map_err(|e| e.to_string())?;
+    Ok(Arc::new(criteria))
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {

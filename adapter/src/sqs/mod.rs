@@ -70,8 +70,7 @@ pub enum SqsError {
     /// The flags contradict each other.
     #[error("invalid SQS source configuration: {0}")]
     Config(String),
-    /// `GetQueueAttributes` on this queue failed at start (queue missing, no access, SQS
-    /// unreachable; the error says whether SQS may answer later).
+    /// `GetQueueAttributes` on this queue failed at start (the error says whether it may pass).
     #[error("could not read the attributes of {0}")]
     QueueAttributes(String, #[source] CallError),
     /// The queue answered without this attribute, or with one that does not parse.

@@ -29,7 +29,7 @@ pub struct SqsSource {
     args: SqsArgs,
     client: QueueClient,
     queue: QueueIdentity,
-    queue_visibility_timeout: Duration,
+    visibility_timeout: Duration,
     fifo: bool,
     metrics: SqsMetrics,
     health: SqsHealth,
@@ -97,13 +97,12 @@ impl SqsSource {
         // SQS requires FIFO queue names to end in `.fifo`.
         let fifo = arn.ends_with(".fifo");
         args.check(fifo)?;
-        let queue_visibility_timeout =
-            visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
+        let visibility_timeout = visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
         let queue = QueueIdentity::new(arn, &region);
         tracing::info!(
             queue_url = %args.queue_url,
             queue_arn = %queue.arn,
-            visibility_timeout_s = queue_visibility_timeout.as_secs(),
+            visibility_timeout_s = visibility_timeout.as_secs(),
             batch_size = args.batch_size,
             batching_window_s = args.batching_window,
             report_batch_item_failures = args.report_batch_item_failures,
@@ -113,7 +112,7 @@ impl SqsSource {
             args,
             client,
             queue,
-            queue_visibility_timeout,
+            visibility_timeout,
             fifo,
             metrics: SqsMetrics::register(registry),
             // Connected until proven otherwise: it has just talked to the queue.
@@ -134,14 +133,12 @@ impl SqsSource {
         config: RunConfig,
         shutdown: CancellationToken,
     ) -> Result<(), SqsError> {
-        let policy = VisibilityPolicy::new(
-            self.queue_visibility_timeout,
-            self.args.visibility_extension_margin,
-        );
-        if self.queue_visibility_timeout < config.invocation_timeout {
+        let margin = self.args.visibility_extension_margin;
+        let policy = VisibilityPolicy::new(self.visibility_timeout, margin);
+        if self.visibility_timeout < config.invocation_timeout {
             // Fine here (visibility is extended), but Lambda refuses such a mapping.
             tracing::warn!(
-                visibility_timeout_s = self.queue_visibility_timeout.as_secs(),
+                visibility_timeout_s = self.visibility_timeout.as_secs(),
                 function_timeout_s = config.invocation_timeout.as_secs(),
                 "the queue's visibility timeout is shorter than the function timeout; Lambda would reject this event source mapping"
             );
