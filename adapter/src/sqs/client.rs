@@ -2,6 +2,7 @@
 //! calls are retried here per entry (SQS fails entries one by one), receives by the pollers, the
 //! start by `SqsSource::connect`; throttling and 5xx are retried, a definite 4xx is not.
 
+use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,10 +69,7 @@ impl From<BuildError> for CallError {
     }
 }
 
-impl<E> From<SdkError<E, HttpResponse>> for CallError
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-{
+impl<E: Error + ProvideErrorMetadata + 'static> From<SdkError<E, HttpResponse>> for CallError {
     fn from(error: SdkError<E, HttpResponse>) -> Self {
         let retryable = match &error {
             SdkError::ServiceError(service) => {

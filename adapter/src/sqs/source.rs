@@ -268,9 +268,8 @@ impl SqsSource {
         if left.is_empty() {
             return;
         }
-        let release = self
-            .client
-            .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
+        let client = &self.client;
+        let release = client.change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
         let Ok(report) = tokio::time::timeout_at(deadline, release).await else {
             tracing::warn!(
                 messages = left.len(),
