@@ -96,11 +96,9 @@ fn parse_filter_criteria(s: &str) -> Result<Arc<FilterCriteria>, String> {
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
     let value: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if value > 0.0 && value < 1.0 {
-        Ok(value)
-    } else {
-        Err(format!("{value} is not strictly between 0 and 1"))
-    }
+    let strictly_between = value > 0.0 && value < 1.0;
+    let error = || format!("{value} is not strictly between 0 and 1");
+    strictly_between.then_some(value).ok_or_else(error)
 }
 
 #[cfg(test)]

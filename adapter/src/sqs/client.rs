@@ -253,13 +253,12 @@ impl QueueClient {
         report
     }
 
-    /// One batch call for `receipts`, as [`QueueClient::batch`]: each entry's result, in order.
+    /// One batch call for `receipts`, entry ids their positions: each entry's result, in order.
     async fn call_once(
         &self,
         visibility: Option<i32>,
         receipts: &[&Receipt],
     ) -> Result<Vec<EntryResult>, CallError> {
-        // Entry ids are positions in `receipts`.
         let entries = receipts.iter().enumerate();
         let entries = entries.map(|(i, r)| (i.to_string(), r.receipt_handle.clone()));
         let (successful, failed): (Vec<String>, Vec<BatchResultErrorEntry>) = match visibility {

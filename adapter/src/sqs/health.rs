@@ -36,13 +36,11 @@ impl SqsHealth {
 #[derive(Debug)]
 pub(crate) struct PollerHealth {
     shared: SqsHealth,
-    /// How its last call went; `None` before its first call and while it waits for a slot.
     last_call_ok: Option<bool>,
 }
 
 impl PollerHealth {
-    /// Records how this poller's last `ReceiveMessage` call went; `None` while it waits for a
-    /// free slot (its last result no longer counts).
+    /// Records how this poller's last `ReceiveMessage` call went; `None` while it waits for a slot.
     pub(crate) fn set(&mut self, state: Option<bool>) {
         let count = |ok| match ok {
             true => &self.shared.succeeding,

@@ -33,11 +33,9 @@ impl VisibilityPolicy {
         let extend_to = Duration::from_secs(queue_timeout.as_secs().max(2));
         let share = (1.0 - margin).clamp(0.05, 0.95);
         let extend_after = extend_to.mul_f64(share);
-        // The receive set the queue's timeout, not `extend_to`: a 1 s queue needs its first
-        // extension at 0.5 s, not when the message is already visible again.
+        // The receive set the queue's timeout, not `extend_to` (a 1 s queue: extend at 0.5 s).
         let first_after = queue_timeout.min(extend_to).mul_f64(share);
-        // Looked at often enough that an extension lands well within the slack it has (the time
-        // between being due and the message reappearing), whatever the margin.
+        // Often enough that an extension lands before the message reappears, whatever the margin.
         let slack = (queue_timeout.min(extend_to) - first_after).min(extend_to - extend_after);
         let tick = (slack / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         Self {
@@ -56,8 +54,7 @@ impl VisibilityPolicy {
 }
 
 /// How long a batch may wait for a function process (one restarting after a crash) before it
-/// fails: at least 30 s. The function never saw the batch; failing it at once would spend a
-/// receive of every message and push good messages towards the DLQ while the function restarts.
+/// fails: at least 30 s, as the `sqs` module docs explain.
 pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
     invocation_timeout.max(Duration::from_secs(30))
 }
@@ -65,7 +62,6 @@ pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
 #[derive(Debug)]
 struct Entry {
     receipt: Receipt,
-    /// When the next extension is due.
     due_at: Instant,
     hold_until: Instant,
 }

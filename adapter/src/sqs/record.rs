@@ -10,7 +10,6 @@ use super::client::Receipt;
 /// The queue's ARN and region, as each record names them (`eventSourceARN`, `awsRegion`).
 #[derive(Debug, Clone)]
 pub struct QueueIdentity {
-    /// The queue's ARN.
     pub arn: String,
     /// The ARN's region (`arn:aws:sqs:<region>:...`), else the configured one.
     pub region: String,

@@ -5,9 +5,8 @@
 //! the batch is a complete success when the reply is empty or `null`, or `batchItemFailures` is
 //! missing, `null` or empty; a complete failure when the reply is not JSON, or an item has an
 //! empty, `null` or missing `itemIdentifier`, or one not in the batch. Where the guide is silent we
-//! are strict, so a buggy function cannot delete messages it did not process: any other shape
-//! fails the whole batch. Unknown fields are ignored, as Lambda ignores them; an id listed twice
-//! is one failure.
+//! are strict (a buggy function must not delete what it did not process): any other shape fails
+//! the whole batch. Unknown fields are ignored, as by Lambda; an id listed twice is one failure.
 
 use std::collections::{BTreeSet, HashSet};
 

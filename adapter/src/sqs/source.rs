@@ -169,8 +169,7 @@ impl SqsSource {
 
         // Several receive loops, as Lambda runs several pollers: one round trip at a time is slow.
         let slots = Arc::new(Semaphore::new(config.max_concurrency.max(1)));
-        // Shutdown waits for the long poll in progress, so it must end within the drain; under a
-        // second would be short polling, a busy loop.
+        // Within the drain, as shutdown waits for it; under a second would be a busy loop.
         let drain = config.budget.drain();
         let max_wait = Duration::from_secs(drain.as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
@@ -204,8 +203,7 @@ impl SqsSource {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
                     Some((permit, records)) => {
-                        let runner = runner.clone();
-                        let invoker = invoker.clone();
+                        let (runner, invoker) = (runner.clone(), invoker.clone());
                         batches.spawn(async move {
                             let _permit = permit;
                             runner.process(invoker, records).await;
@@ -329,9 +327,7 @@ impl Tasks {
 }
 
 fn log_batch_end(done: Result<(), JoinError>) {
-    if let Err(error) = done
-        && error.is_panic()
-    {
+    if let Some(error) = done.err().filter(JoinError::is_panic) {
         // Its messages stay registered and are released at shutdown or time out; never deleted.
         tracing::error!(%error, "a batch task panicked");
     }
