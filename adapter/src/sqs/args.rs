@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::MAX_PER_RECEIVE;
+use super::{MAX_PER_RECEIVE, SqsError};
 use crate::event_filter::FilterCriteria;
 
 /// Flags of `adapter sqs`. Each has an `ADAPTER_*` environment equivalent for ECS task definitions.
@@ -53,8 +53,7 @@ pub struct SqsArgs {
 
 impl SqsArgs {
     /// Receive loops for `max_concurrency` slots: `--pollers`, or enough that one round of receive
-    /// calls fills every slot, at most [`AUTO_POLLERS_MAX`]; never more than slots (a poller holds
-    /// one while it polls).
+    /// calls fills every slot (at most [`AUTO_POLLERS_MAX`]); never more than slots.
     pub fn poller_count(&self, max_concurrency: usize) -> usize {
         let slots = max_concurrency.max(1);
         let wanted = match self.pollers {
@@ -65,24 +64,41 @@ impl SqsArgs {
         };
         wanted.min(slots)
     }
+
+    /// Lambda's rules for the flags, on a FIFO queue or not (before the queue is known: not).
+    pub(super) fn check(&self, fifo: bool) -> Result<(), SqsError> {
+        let size = self.batch_size;
+        let problem = if self.queue_url.is_empty() {
+            "no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL".to_owned()
+        } else if size > 10 && self.batching_window == 0 {
+            format!(
+                "--batch-size {size} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)"
+            )
+        } else if fifo && size > 10 {
+            format!("--batch-size {size} is too large for a FIFO queue: at most 10 (Lambda's rule)")
+        } else if fifo && self.batching_window > 0 {
+            "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0"
+                .to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(SqsError::Config(problem))
+    }
 }
 
 /// Most receive loops started without `--pollers`.
 pub const AUTO_POLLERS_MAX: usize = 5;
 
 fn parse_filter_criteria(s: &str) -> Result<Arc<FilterCriteria>, String> {
-    FilterCriteria::parse(s)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    let criteria = FilterCriteria::parse(s).map_err(|e| e.to_string())?;
+    Ok(Arc::new(criteria))
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
     let value: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if value > 0.0 && value < 1.0 {
-        Ok(value)
-    } else {
-        Err(format!("{value} is not strictly between 0 and 1"))
-    }
+    let strictly_between = value > 0.0 && value < 1.0;
+    let error = || format!("{value} is not strictly between 0 and 1");
+    strictly_between.then_some(value).ok_or_else(error)
 }
 
 #[cfg(test)]

@@ -1,5 +1,4 @@
-//! One batch's life after it is gathered: invoke the function, read its verdict, delete what
-//! succeeded, leave what failed, keep for release what shutdown cut short.
+//! One batch's life after it is gathered: invoke, read the verdict, delete what succeeded.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -46,37 +45,25 @@ enum PartOutcome {
     Released,
 }
 
-/// Whether a batch's result is the shutdown's doing, not the function's verdict: the host refused
-/// it (`ShuttingDown`), or during shutdown the process went away or none was left (`NotReady`).
-/// Such a batch is released at once. A timeout or a function error stays a failure.
-fn released_at_shutdown(
-    result: &Result<InvocationResponse, InvokeError>,
-    shutting_down: bool,
-) -> bool {
-    match result {
-        Err(InvokeError::ShuttingDown) => true,
-        Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => shutting_down,
-        Err(InvokeError::Timeout { .. }) | Ok(_) => false,
-    }
-}
-
 impl BatchRunner {
-    /// Whether shutdown has begun, or begins within [`SIGNAL_SETTLE`] of a process dying.
-    async fn shutting_down_soon(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
+    /// Whether a result is the shutdown's doing, not the function's verdict (then the batch is
+    /// released at once): `ShuttingDown`, or no process left with shutdown begun or beginning
+    /// within [`SIGNAL_SETTLE`]. A timeout or a function error stays a failure.
+    async fn released_at_shutdown(&self, result: &Result<InvocationResponse, InvokeError>) -> bool {
         match result {
+            Err(InvokeError::ShuttingDown) => true,
             Err(InvokeError::ExitError { .. } | InvokeError::NotReady) => {
                 let shutdown = self.shutdown.cancelled();
                 tokio::time::timeout(SIGNAL_SETTLE, shutdown).await.is_ok()
             }
-            _ => self.shutdown.is_cancelled(),
+            Err(InvokeError::Timeout { .. }) | Ok(_) => false,
         }
     }
 
     /// Runs `records` (in parts under Lambda's payload limit) and settles each part.
     pub(crate) async fn process<S: Invoke>(&self, invoker: S, records: Vec<Record>) {
         let _in_flight = GaugeGuard::new(&self.metrics.batches_in_flight);
-        // Lambda's payload limit: a gathered batch too large for one invocation becomes several,
-        // run one after the other in this batch's slot.
+        // A gathered batch over Lambda's payload limit runs as several invocations, in its slot.
         let parts = record::split_by_size(records, MAX_PAYLOAD_BYTES);
         for (index, part) in parts.iter().enumerate() {
             // Each part may take its full time: the hold set at receive covers one invocation.
@@ -101,19 +88,16 @@ impl BatchRunner {
     }
 
     async fn invoke_and_settle<S: Invoke>(&self, invoker: S, records: &[Record]) -> PartOutcome {
-        let ids: Vec<&str> = records
-            .iter()
-            .map(|r| r.receipt.message_id.as_str())
-            .collect();
+        let ids = records.iter().map(|r| r.receipt.message_id.as_str());
+        let ids: Vec<&str> = ids.collect();
         let mut invocation = Invocation::new(record::payload(records), self.invocation_timeout)
             .waiting_for_process(wait_for_process(self.invocation_timeout));
         invocation.trace_id = Some(record::trace_header(records));
         let request_id = invocation.request_id.clone();
         tracing::debug!(%request_id, messages = ids.len(), message_ids = ?ids, "invoking with SQS batch");
         let result = invoker.oneshot(invocation).await;
-        if released_at_shutdown(&result, self.shutting_down_soon(&result).await) {
-            // Not the messages' fault: keep them registered so shutdown releases them at once
-            // instead of leaving them hidden for a visibility timeout.
+        if self.released_at_shutdown(&result).await {
+            // Not the messages' fault: still registered, shutdown releases them at once.
             tracing::debug!(%request_id, message_ids = ?ids, "batch cut short by shutdown; its messages will be released");
             return PartOutcome::Released;
         }
@@ -127,14 +111,11 @@ impl BatchRunner {
         let outcome = if verdict.failed.is_empty() {
             PartOutcome::Clean
         } else {
-            // Left alone: visible again when the last extension runs out, as in Lambda; the
-            // queue's redrive policy counts the receive and moves poison messages to the DLQ.
+            // Left alone: visible again once the last extension ends; redrive may DLQ it.
             self.in_flight.untrack(&receipts(&verdict.failed));
             self.metrics.failed.inc_by(verdict.failed.len() as u64);
-            let reason = verdict.batch_failure.as_ref().map_or_else(
-                || "reported in batchItemFailures".to_owned(),
-                ToString::to_string,
-            );
+            let reason = verdict.batch_failure.as_ref().map(ToString::to_string);
+            let reason = reason.unwrap_or_else(|| "reported in batchItemFailures".to_owned());
             tracing::warn!(%request_id, message_ids = ?verdict.failed, %reason, "SQS messages failed; they will be retried");
             PartOutcome::Failed
         };
@@ -193,8 +174,8 @@ mod tests {
         (service, calls)
     }
 
-    #[test]
-    fn only_failures_caused_by_shutdown_are_released() {
+    #[tokio::test]
+    async fn only_failures_caused_by_shutdown_are_released() {
         let exit = Err(InvokeError::ExitError {
             detail: "signal: 2".into(),
         });
@@ -203,19 +184,27 @@ mod tests {
             error_type: "Boom".into(),
             payload: Bytes::new(),
         });
-        assert!(released_at_shutdown(&Err(InvokeError::ShuttingDown), false));
-        assert!(released_at_shutdown(&exit, true));
-        assert!(released_at_shutdown(&Err(InvokeError::NotReady), true));
+        let (runner, _) = runner(false);
         assert!(
-            !released_at_shutdown(&exit, false),
+            runner
+                .released_at_shutdown(&Err(InvokeError::ShuttingDown))
+                .await
+        );
+        assert!(
+            !runner.released_at_shutdown(&exit).await,
             "a crash outside shutdown is a failure"
         );
-        assert!(!released_at_shutdown(&timeout, true));
-        assert!(!released_at_shutdown(&function_error, true));
-        assert!(!released_at_shutdown(
-            &Ok(InvocationResponse::Success(Bytes::new())),
-            true
-        ));
+        runner.shutdown.cancel();
+        assert!(runner.released_at_shutdown(&exit).await);
+        assert!(
+            runner
+                .released_at_shutdown(&Err(InvokeError::NotReady))
+                .await
+        );
+        assert!(!runner.released_at_shutdown(&timeout).await);
+        assert!(!runner.released_at_shutdown(&function_error).await);
+        let success = Ok(InvocationResponse::Success(Bytes::new()));
+        assert!(!runner.released_at_shutdown(&success).await);
     }
 
     /// A runner whose deletes are only counted, over `fifo` or standard queue semantics.
@@ -225,12 +214,12 @@ mod tests {
         let slots = Arc::new(tokio::sync::Semaphore::new(1));
         let (deleter, task) = Deleter::start_with(slots, move |receipts: Vec<Receipt>, _| {
             counter.fetch_add(receipts.len(), Ordering::SeqCst);
-            async move {
+            Box::pin(async move {
                 crate::sqs::client::BatchReport {
                     done: receipts.into_iter().map(|r| r.message_id).collect(),
                     ..Default::default()
                 }
-            }
+            })
         });
         tokio::spawn(task);
         let policy = VisibilityPolicy::new(Duration::from_secs(30), 0.5);

@@ -1,8 +1,8 @@
-//! [`QueueClient`]: every SQS call the source makes. The SDK's retries are off ([`sdk_config`]):
-//! batch calls are retried here per entry (SQS fails entries one by one, which the SDK cannot
-//! see), receives by the pollers' backoff, the start by `SqsSource::connect`. Throttling and 5xx
-//! are retried, a definite 4xx is not. At most [`CALLS_IN_FLIGHT`] batch calls run at once.
+//! [`QueueClient`]: every SQS call the source makes. SDK retries are off ([`sdk_config`]): batch
+//! calls are retried here per entry (SQS fails entries one by one), receives by the pollers, the
+//! start by `SqsSource::connect`; throttling and 5xx are retried, a definite 4xx is not.
 
+use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +26,8 @@ pub(crate) const CALLS_IN_FLIGHT: usize = 8;
 /// How often a delete is tried before the message is left to come back.
 const DELETE_ATTEMPTS: u32 = 6;
 
-/// The AWS configuration from the environment, every SQS call bounded in time, no SDK retries.
-/// The SDK's defaults bound only the connect: a connection gone silent (a lost NAT entry) would
-/// hang a receive for ever with `/readyz` still green, or a delete holding a call slot.
+/// The AWS configuration from the environment, every call bounded in time, no SDK retries. The
+/// SDK bounds only the connect: a silent connection would hang a receive or a delete for ever.
 pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
@@ -59,20 +58,19 @@ pub struct CallError {
     pub retryable: bool,
 }
 
-impl CallError {
-    /// A request the SDK refused to build: a bug here, not a state of SQS.
-    fn from_build(error: BuildError) -> Self {
+/// A request the SDK refused to build: a bug here, not a state of SQS.
+impl From<BuildError> for CallError {
+    fn from(error: BuildError) -> Self {
         let message = DisplayErrorContext(error).to_string();
         Self {
             message,
             retryable: false,
         }
     }
+}
 
-    fn from_sdk<E>(error: SdkError<E, HttpResponse>) -> Self
-    where
-        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    {
+impl<E: Error + ProvideErrorMetadata + 'static> From<SdkError<E, HttpResponse>> for CallError {
+    fn from(error: SdkError<E, HttpResponse>) -> Self {
         let retryable = match &error {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status();
@@ -92,8 +90,7 @@ impl CallError {
 pub(crate) struct BatchReport {
     pub(crate) done: Vec<String>,
     pub(crate) failed: Vec<(String, String)>,
-    /// Of the failed, those SQS refused for good (the receipt handle is no longer valid, the
-    /// message is gone or no longer in flight): trying again will not help.
+    /// Of the failed, those SQS refused for good (receipt handle expired, message gone).
     pub(crate) rejected: Vec<Receipt>,
 }
 
@@ -121,15 +118,12 @@ impl QueueClient {
             .attribute_names(QueueAttributeName::QueueArn)
             .attribute_names(QueueAttributeName::VisibilityTimeout)
             .send()
-            .await
-            .map_err(CallError::from_sdk)?;
+            .await?;
         let mut attributes = output.attributes.unwrap_or_default();
         let arn = attributes.remove(&QueueAttributeName::QueueArn);
         let timeout = attributes.remove(&QueueAttributeName::VisibilityTimeout);
-        let timeout = timeout
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_secs);
-        Ok((arn, timeout))
+        let seconds = timeout.and_then(|v| v.parse().ok());
+        Ok((arn, seconds.map(Duration::from_secs)))
     }
 
     /// One `ReceiveMessage` call: at most `max` (1..=10) messages, long-polling `wait`, with every
@@ -148,14 +142,12 @@ impl QueueClient {
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
-            .await
-            .map_err(CallError::from_sdk)?;
+            .await?;
         Ok(output.messages.unwrap_or_default())
     }
 
-    /// Deletes `receipts`, retrying what fails for a few seconds; `slot` is a call slot already
-    /// taken for the first call. What is still not deleted is reported failed and will be
-    /// delivered again: at-least-once, never lost.
+    /// Deletes `receipts`, retrying for a few seconds, the first call in `slot` if given. What is
+    /// still not deleted is reported failed and will be delivered again.
     pub(crate) async fn delete(
         &self,
         receipts: &[Receipt],
@@ -164,8 +156,7 @@ impl QueueClient {
         self.batch(None, receipts, DELETE_ATTEMPTS, slot).await
     }
 
-    /// Sets the visibility timeout of `receipts` to `timeout` from now (0: visible at once),
-    /// trying what fails up to `attempts` times.
+    /// Sets the visibility timeout of `receipts` to `timeout` from now, in up to `attempts` tries.
     pub(crate) async fn change_visibility(
         &self,
         receipts: &[Receipt],
@@ -176,8 +167,7 @@ impl QueueClient {
         self.batch(Some(seconds), receipts, attempts, None).await
     }
 
-    /// Deletes `receipts` (`visibility` `None`) or sets their visibility timeout, in chunks of
-    /// ten run at once (each waits for a call slot).
+    /// Deletes (`visibility` `None`) or changes visibility, in chunks of ten run at once.
     async fn batch(
         &self,
         visibility: Option<i32>,
@@ -185,9 +175,8 @@ impl QueueClient {
         attempts: u32,
         mut slot: Option<OwnedSemaphorePermit>,
     ) -> BatchReport {
-        let chunks = receipts
-            .chunks(MAX_PER_RECEIVE)
-            .map(|chunk| self.chunk(visibility, chunk, attempts, slot.take()));
+        let chunks = receipts.chunks(MAX_PER_RECEIVE);
+        let chunks = chunks.map(|chunk| self.chunk(visibility, chunk, attempts, slot.take()));
         let mut report = BatchReport::default();
         for chunk in futures::future::join_all(chunks).await {
             report.done.extend(chunk.done);
@@ -198,8 +187,7 @@ impl QueueClient {
     }
 
     /// [`QueueClient::batch`] for at most ten receipts, each entry tried up to `attempts` times
-    /// with a backoff between. Entries SQS refuses for good (the sender's fault, such as an
-    /// expired receipt handle) are not tried again.
+    /// with a backoff between; entries SQS refuses for good are not tried again.
     async fn chunk(
         &self,
         visibility: Option<i32>,
@@ -222,23 +210,27 @@ impl QueueClient {
                 None => self.calls.clone().acquire_owned().await.ok(),
             };
             match self.call_once(visibility, &pending).await {
-                Ok(outcome) => {
-                    report.done.extend(outcome.done);
-                    let (permanent, retry): (Vec<_>, Vec<_>) =
-                        outcome.failed.into_iter().partition(|f| f.sender_fault);
-                    for failure in permanent {
-                        report.rejected.push(pending[failure.index].clone());
-                        report.failed.push((failure.message_id, failure.reason));
-                    }
-                    if let Some(first) = retry.first() {
-                        last_error.clone_from(&first.reason);
+                Ok(results) => {
+                    let mut retry = Vec::new();
+                    for (receipt, result) in pending.into_iter().zip(results) {
+                        match result {
+                            Ok(()) => report.done.push(receipt.message_id.clone()),
+                            Err((true, reason)) => {
+                                report.rejected.push(receipt.clone());
+                                report.failed.push((receipt.message_id.clone(), reason));
+                            }
+                            Err((false, reason)) if retry.is_empty() => {
+                                last_error = reason;
+                                retry.push(receipt);
+                            }
+                            Err((false, _)) => retry.push(receipt),
+                        }
                     }
                     // By position, not id: one chunk may hold two deliveries of a message.
-                    pending = retry.iter().map(|f| pending[f.index]).collect();
+                    pending = retry;
                 }
                 Err(error) => {
-                    // Visibility changes are reported per message by their callers, every tick
-                    // while SQS is out of reach.
+                    // Visibility changes are reported per message by their callers.
                     if visibility.is_none() {
                         tracing::warn!(%error, attempt, queue_url = %self.url, "DeleteMessageBatch failed");
                     } else {
@@ -254,43 +246,39 @@ impl QueueClient {
                 break;
             }
         }
-        let failed = pending.into_iter();
+        let failed = pending.into_iter().map(|r| r.message_id.clone());
         report
             .failed
-            .extend(failed.map(|r| (r.message_id.clone(), last_error.clone())));
+            .extend(failed.map(|id| (id, last_error.clone())));
         report
     }
 
-    /// One batch call for `receipts`, as [`QueueClient::batch`]; entry ids are their positions.
+    /// One batch call for `receipts`, entry ids their positions: each entry's result, in order.
     async fn call_once(
         &self,
         visibility: Option<i32>,
         receipts: &[&Receipt],
-    ) -> Result<EntryOutcome, CallError> {
+    ) -> Result<Vec<EntryResult>, CallError> {
         let entries = receipts.iter().enumerate();
         let entries = entries.map(|(i, r)| (i.to_string(), r.receipt_handle.clone()));
         let (successful, failed): (Vec<String>, Vec<BatchResultErrorEntry>) = match visibility {
             None => {
                 let entries =
                     entries.map(|(id, h)| DeleteEntry::builder().id(id).receipt_handle(h));
-                let entries = entries.map(|entry| entry.build()).collect::<Result<_, _>>();
+                let entries = entries.map(|e| e.build()).collect::<Result<_, _>>()?;
                 let call = self.client.delete_message_batch().queue_url(&self.url);
-                let call = call.set_entries(Some(entries.map_err(CallError::from_build)?));
-                let output = call.send().await.map_err(CallError::from_sdk)?;
+                let output = call.set_entries(Some(entries)).send().await?;
                 let ok = output.successful.into_iter().map(|s| s.id);
                 (ok.collect(), output.failed)
             }
             Some(seconds) => {
                 let entries =
                     entries.map(|(id, h)| VisibilityEntry::builder().id(id).receipt_handle(h));
-                let entries = entries.map(|entry| entry.visibility_timeout(seconds).build());
-                let call = self
-                    .client
-                    .change_message_visibility_batch()
-                    .queue_url(&self.url);
-                let entries = entries.collect::<Result<_, _>>();
-                let call = call.set_entries(Some(entries.map_err(CallError::from_build)?));
-                let output = call.send().await.map_err(CallError::from_sdk)?;
+                let entries = entries.map(|e| e.visibility_timeout(seconds).build());
+                let entries = entries.collect::<Result<_, _>>()?;
+                let call = self.client.change_message_visibility_batch();
+                let call = call.queue_url(&self.url).set_entries(Some(entries));
+                let output = call.send().await?;
                 let ok = output.successful.into_iter().map(|s| s.id);
                 (ok.collect(), output.failed)
             }
@@ -300,57 +288,30 @@ impl QueueClient {
             (f.id(), f.sender_fault(), reason)
         });
         let successful = successful.iter().map(String::as_str);
-        Ok(EntryOutcome::from_ids(receipts, successful, failed))
+        Ok(entry_results(receipts.len(), successful, failed))
     }
 }
 
-struct EntryFailure {
-    /// Where the entry's receipt is in the call's receipts.
-    index: usize,
-    message_id: String,
-    sender_fault: bool,
-    reason: String,
-}
+/// One entry's answer: done, or failed with whether SQS blames the sender, and why.
+type EntryResult = Result<(), (bool, String)>;
 
-struct EntryOutcome {
-    done: Vec<String>,
-    failed: Vec<EntryFailure>,
-}
-
-impl EntryOutcome {
-    /// Maps batch entry ids (indexes into `receipts`) back to message ids. An entry SQS mentions
-    /// neither as successful nor as failed counts as a retryable failure.
-    fn from_ids<'a>(
-        receipts: &[&Receipt],
-        successful: impl Iterator<Item = &'a str>,
-        failed: impl Iterator<Item = (&'a str, bool, String)>,
-    ) -> Self {
-        let index = |id: &str| id.parse::<usize>().ok().filter(|i| *i < receipts.len());
-        let mut answered = vec![false; receipts.len()];
-        let mut done = Vec::new();
-        for i in successful.filter_map(index) {
-            if !std::mem::replace(&mut answered[i], true) {
-                done.push(receipts[i].message_id.clone());
-            }
+/// Each of `len` entries' result, by position, from the ids SQS lists. An entry listed twice keeps
+/// its first answer; one SQS mentions neither as successful nor as failed is a retryable failure.
+fn entry_results<'a>(
+    len: usize,
+    successful: impl Iterator<Item = &'a str>,
+    failed: impl Iterator<Item = (&'a str, bool, String)>,
+) -> Vec<EntryResult> {
+    let mut results: Vec<Option<EntryResult>> = vec![None; len];
+    let failed = failed.map(|(id, fault, reason)| (id, Err((fault, reason))));
+    for (id, result) in successful.map(|id| (id, Ok(()))).chain(failed) {
+        if let Some(slot) = id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+            slot.get_or_insert(result);
         }
-        let mut failures = Vec::new();
-        let failed = failed.filter_map(|(id, fault, reason)| Some((index(id)?, fault, reason)));
-        let silent = (0..receipts.len()).map(|i| (i, false, "not in the SQS response".to_owned()));
-        // Silent entries last: any entry SQS did answer keeps that answer.
-        for (index, sender_fault, reason) in failed.chain(silent) {
-            if !std::mem::replace(&mut answered[index], true) {
-                let message_id = receipts[index].message_id.clone();
-                failures.push(EntryFailure {
-                    index,
-                    message_id,
-                    sender_fault,
-                    reason,
-                });
-            }
-        }
-        let failed = failures;
-        Self { done, failed }
     }
+    let silent = || Err((false, "not in the SQS response".to_owned()));
+    let results = results.into_iter().map(|r| r.unwrap_or_else(silent));
+    results.collect()
 }
 
 #[cfg(test)]
@@ -364,7 +325,7 @@ mod tests {
     fn answered(status: u16, code: &str) -> CallError {
         let error = DeleteMessageBatchError::generic(ErrorMetadata::builder().code(code).build());
         let raw = HttpResponse::new(status.try_into().expect("a status code"), "".into());
-        CallError::from_sdk(SdkError::service_error(error, raw))
+        CallError::from(SdkError::service_error(error, raw))
     }
 
     #[test]
@@ -378,49 +339,31 @@ mod tests {
     }
 
     #[test]
-    fn entry_ids_map_back_to_messages_and_silence_is_a_retryable_failure() {
-        let receipts: Vec<Receipt> = ["m0", "m1", "m2", "m3"]
-            .iter()
-            .map(|id| Receipt {
-                message_id: (*id).into(),
-                receipt_handle: format!("h-{id}"),
-            })
-            .collect();
-        let refs: Vec<&Receipt> = receipts.iter().collect();
-        let outcome = EntryOutcome::from_ids(
-            &refs,
+    fn entry_ids_map_back_to_positions_and_silence_is_a_retryable_failure() {
+        let results = entry_results(
+            4,
             ["0", "2", "99"].into_iter(),
             [("1", true, "ReceiptHandleIsInvalid: gone".to_owned())].into_iter(),
         );
-        assert_eq!(outcome.done, ["m0", "m2"]);
-        let failed: Vec<_> = outcome
-            .failed
-            .iter()
-            .map(|f| (f.message_id.as_str(), f.sender_fault))
-            .collect();
-        // m3 was in neither list: retried, not assumed deleted.
-        assert_eq!(failed, [("m1", true), ("m3", false)]);
+        let silent = Err((false, "not in the SQS response".to_owned()));
+        // Entry 3 was in neither list: retried, not assumed deleted.
+        let gone = Err((true, "ReceiptHandleIsInvalid: gone".to_owned()));
+        assert_eq!(results, [Ok(()), gone, Ok(()), silent]);
     }
 
     /// Two deliveries of one message in one call: each entry keeps its own outcome, so only the
     /// one that failed is retried.
     #[test]
-    fn two_deliveries_of_a_message_keep_their_own_outcomes() {
-        let receipts: Vec<Receipt> = ["h0", "h1"]
-            .iter()
-            .map(|handle| Receipt {
-                message_id: "m".into(),
-                receipt_handle: (*handle).into(),
-            })
-            .collect();
-        let refs: Vec<&Receipt> = receipts.iter().collect();
-        let outcome = EntryOutcome::from_ids(
-            &refs,
+    fn an_entry_answered_twice_keeps_its_first_answer() {
+        let results = entry_results(
+            2,
             ["0", "0"].into_iter(),
-            [("1", false, "InternalError".to_owned())].into_iter(),
+            [
+                ("0", false, "late".to_owned()),
+                ("1", false, "InternalError".to_owned()),
+            ]
+            .into_iter(),
         );
-        assert_eq!(outcome.done, ["m"], "an entry answered twice counts once");
-        let failed: Vec<_> = outcome.failed.iter().map(|f| f.index).collect();
-        assert_eq!(failed, [1]);
+        assert_eq!(results, [Ok(()), Err((false, "InternalError".to_owned()))]);
     }
 }

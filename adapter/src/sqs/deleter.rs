@@ -1,7 +1,6 @@
 //! The deleter coalesces the deletes of concurrent batches into `DeleteMessageBatch` calls of up
-//! to 10 entries: with small batches, one call per batch made the request rate the limit of a
-//! drain. No timer: an ask waits for a free call slot of the [`QueueClient`], and asks that arrive
-//! meanwhile go with it; a lone ask goes at once, a full one (10) straight to the client.
+//! to 10 entries (one call per small batch made the request rate a drain's limit). No timer: an
+//! ask waits for a free call slot, and asks that arrive meanwhile go with it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,34 +31,30 @@ pub(crate) struct Deleter {
 
 impl Deleter {
     /// A deleter for `client`, and its task, which ends once every handle is dropped and its
-    /// calls are done. Aborting it drops the calls in flight (their messages are still registered).
+    /// calls are done.
     pub(crate) fn start(client: QueueClient) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let slots = client.calls.clone();
         Self::start_with(slots, move |receipts: Vec<Receipt>, slot| {
             let client = client.clone();
-            async move { client.delete(&receipts, slot).await }
+            Box::pin(async move { client.delete(&receipts, slot).await })
         })
     }
 
     /// As [`Deleter::start`], with `delete` making the calls in `slots` (the tests' seam).
-    pub(crate) fn start_with<F, Fut>(
+    pub(crate) fn start_with(
         slots: Arc<Semaphore>,
-        delete: F,
-    ) -> (Self, impl Future<Output = ()> + Send + 'static)
-    where
-        F: Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = BatchReport> + Send + 'static,
-    {
-        let delete: Arc<DeleteFn> = Arc::new(move |receipts, slot| {
-            Box::pin(delete(receipts, slot)) as BoxFuture<'static, _>
-        });
+        delete: impl Fn(Vec<Receipt>, Option<OwnedSemaphorePermit>) -> BoxFuture<'static, BatchReport>
+        + Send
+        + Sync
+        + 'static,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let delete: Arc<DeleteFn> = Arc::new(delete);
         let (asks, receiver) = mpsc::unbounded_channel();
         let task = run(delete.clone(), slots, receiver);
         (Self { asks, delete }, task)
     }
 
-    /// Deletes `receipts` as [`QueueClient::delete`] does. With the task gone (the source is
-    /// stopping) nothing is deleted: the messages come back, at least once.
+    /// Deletes `receipts` as [`QueueClient::delete`] does; with the task gone, nothing.
     pub(crate) async fn delete(&self, receipts: Vec<Receipt>) -> BatchReport {
         if receipts.len() >= MAX_PER_RECEIVE {
             return (self.delete)(receipts, None).await;
@@ -68,19 +63,12 @@ impl Deleter {
         let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
         // Not sent: the reply's sender is dropped with the ask.
         let _ = self.asks.send(Ask { receipts, reply });
-        report.await.unwrap_or_else(|_| stopped(ids))
-    }
-}
-
-/// The report for asks the stopped deleter could not take.
-fn stopped(ids: Vec<String>) -> BatchReport {
-    let failed = ids
-        .into_iter()
-        .map(|id| (id, "the deleter stopped".to_owned()));
-    let failed = failed.collect();
-    BatchReport {
-        failed,
-        ..BatchReport::default()
+        report.await.unwrap_or_else(|_| {
+            let mut stopped = BatchReport::default();
+            let reason = "the deleter stopped";
+            stopped.failed = ids.into_iter().map(|id| (id, reason.into())).collect();
+            stopped
+        })
     }
 }
 
@@ -105,38 +93,30 @@ async fn run(delete: Arc<DeleteFn>, slots: Arc<Semaphore>, mut asks: mpsc::Unbou
         let mut entries = first.receipts.len();
         let mut group = vec![first];
         while entries < MAX_PER_RECEIVE {
-            match asks.try_recv() {
-                Ok(ask) if entries + ask.receipts.len() > MAX_PER_RECEIVE => {
-                    carried = Some(ask);
-                    break;
-                }
-                Ok(ask) => {
-                    entries += ask.receipts.len();
-                    group.push(ask);
-                }
-                Err(_) => break,
+            let Ok(ask) = asks.try_recv() else { break };
+            if entries + ask.receipts.len() > MAX_PER_RECEIVE {
+                carried = Some(ask);
+                break;
             }
+            entries += ask.receipts.len();
+            group.push(ask);
         }
-        let delete = delete.clone();
-        calls.spawn(async move { delete_group(delete.as_ref(), group, slot).await });
+        // One delete for the group, each ask answered with its part.
+        let all = group.iter().flat_map(|ask| ask.receipts.iter().cloned());
+        let call = delete(all.collect(), Some(slot));
+        calls.spawn(async move {
+            let mut report = call.await;
+            for ask in group {
+                let _ = ask.reply.send(report.take(&ask.receipts));
+            }
+        });
     }
     while calls.join_next().await.is_some() {}
 }
 
-/// One delete for a group of asks, each answered with its part.
-async fn delete_group(delete: &DeleteFn, group: Vec<Ask>, slot: OwnedSemaphorePermit) {
-    let all = group.iter().flat_map(|ask| ask.receipts.iter().cloned());
-    let mut report = delete(all.collect(), Some(slot)).await;
-    for ask in group {
-        let _ = ask.reply.send(report.take(&ask.receipts));
-    }
-}
-
 impl BatchReport {
-    /// Takes one outcome for each of `receipts` out of a group's report. By count, not by id
-    /// alone: a message delivered twice may be held by two batches sharing a call, and each
-    /// batch must hear of each of its messages once. A receipt the report does not mention is
-    /// reported failed: it is not known deleted, so it comes back.
+    /// Takes one outcome for each of `receipts` out of a group's report, by count: two batches
+    /// sharing a call may hold a message delivered twice. One not mentioned is reported failed.
     fn take(&mut self, receipts: &[Receipt]) -> BatchReport {
         let mut part = BatchReport::default();
         for Receipt { message_id: id, .. } in receipts {
@@ -178,7 +158,7 @@ mod tests {
             move |receipts: Vec<Receipt>, slot| {
                 calls.lock().expect("lock").push(receipts.len());
                 let gate = gate.clone();
-                async move {
+                Box::pin(async move {
                     let _slot = slot;
                     // Each call waits to be let through, so the test decides when calls end.
                     gate.acquire().await.expect("open").forget();
@@ -187,7 +167,7 @@ mod tests {
                         failed: Vec::new(),
                         rejected: Vec::new(),
                     }
-                }
+                })
             }
         });
         let task = tokio::spawn(task);
@@ -260,11 +240,13 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_deleter_reports_its_asks_failed() {
         let slots = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
-        let (deleter, task) = Deleter::start_with(slots, |receipts: Vec<Receipt>, _| async move {
-            BatchReport {
-                done: receipts.into_iter().map(|r| r.message_id).collect(),
-                ..BatchReport::default()
-            }
+        let (deleter, task) = Deleter::start_with(slots, |receipts: Vec<Receipt>, _| {
+            Box::pin(async move {
+                BatchReport {
+                    done: receipts.into_iter().map(|r| r.message_id).collect(),
+                    ..BatchReport::default()
+                }
+            })
         });
         let task = tokio::spawn(task);
         task.abort();

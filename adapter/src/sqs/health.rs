@@ -7,13 +7,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Readiness of the SQS source: "event source connected".
-///
-/// Connected unless some receiving poller's last `ReceiveMessage` call failed and none's
-/// succeeded: one poller failing while others get through is a blip, and readiness should not
-/// flap with it. A poller waiting for a free slot makes no calls, so it stops counting until its
-/// next call (with every slot busy readiness stays green: failing it would get a worker busy with
-/// long tasks replaced over an old error). Cheap to clone.
+/// Readiness of the SQS source: "event source connected". Connected unless some receiving
+/// poller's last `ReceiveMessage` call failed and none's succeeded (one failing poller is a blip).
+/// A poller waiting for a free slot stops counting: with every slot busy readiness stays green,
+/// rather than get a worker busy with long tasks replaced over an old error. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct SqsHealth {
     succeeding: Arc<AtomicUsize>,
@@ -39,22 +36,12 @@ impl SqsHealth {
 #[derive(Debug)]
 pub(crate) struct PollerHealth {
     shared: SqsHealth,
-    /// How its last call went; `None` before its first call and while it waits for a slot.
     last_call_ok: Option<bool>,
 }
 
 impl PollerHealth {
-    /// Records how this poller's last `ReceiveMessage` call went.
-    pub(crate) fn set(&mut self, connected: bool) {
-        self.enter(Some(connected));
-    }
-
-    /// The poller waits for a free slot: its last result no longer counts.
-    pub(crate) fn waiting(&mut self) {
-        self.enter(None);
-    }
-
-    fn enter(&mut self, state: Option<bool>) {
+    /// Records how this poller's last `ReceiveMessage` call went; `None` while it waits for a slot.
+    pub(crate) fn set(&mut self, state: Option<bool>) {
         let count = |ok| match ok {
             true => &self.shared.succeeding,
             false => &self.shared.failing,
@@ -72,7 +59,7 @@ impl PollerHealth {
 impl Drop for PollerHealth {
     /// A poller that stops no longer counts, either way.
     fn drop(&mut self) {
-        self.enter(None);
+        self.set(None);
     }
 }
 
@@ -147,31 +134,31 @@ mod tests {
         assert!(health.connected(), "connected before the pollers start");
         let mut first = health.poller();
         let mut second = health.poller();
-        first.set(false);
-        second.set(true);
+        first.set(Some(false));
+        second.set(Some(true));
         assert!(health.connected(), "one poller failing is a blip");
-        second.set(false);
+        second.set(Some(false));
         assert!(!health.connected(), "every poller failing is an outage");
-        second.set(true);
+        second.set(Some(true));
         assert!(health.connected());
         // The one that got through now waits for a slot: its success is old news.
-        second.waiting();
+        second.set(None);
         assert!(
             !health.connected(),
             "only a failing poller is still receiving"
         );
         // Waiting too: its failure is old news as well, and nobody knows better.
-        first.waiting();
+        first.set(None);
         assert!(
             health.connected(),
             "no receiving poller: no evidence of an outage"
         );
-        first.set(true);
+        first.set(Some(true));
         assert!(health.connected());
-        first.set(false);
+        first.set(Some(false));
         drop(first);
         assert!(health.connected(), "a stopped poller no longer counts");
-        second.set(false);
+        second.set(Some(false));
         assert!(!health.connected());
     }
 }

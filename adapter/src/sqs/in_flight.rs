@@ -33,11 +33,9 @@ impl VisibilityPolicy {
         let extend_to = Duration::from_secs(queue_timeout.as_secs().max(2));
         let share = (1.0 - margin).clamp(0.05, 0.95);
         let extend_after = extend_to.mul_f64(share);
-        // The receive set the queue's timeout, not `extend_to`: a 1 s queue needs its first
-        // extension at 0.5 s, not when the message is already visible again.
+        // The receive set the queue's timeout, not `extend_to` (a 1 s queue: extend at 0.5 s).
         let first_after = queue_timeout.min(extend_to).mul_f64(share);
-        // Looked at often enough that an extension lands well within the slack it has (the time
-        // between being due and the message reappearing), whatever the margin.
+        // Often enough that an extension lands before the message reappears, whatever the margin.
         let slack = (queue_timeout.min(extend_to) - first_after).min(extend_to - extend_after);
         let tick = (slack / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         Self {
@@ -48,17 +46,15 @@ impl VisibilityPolicy {
         }
     }
 
-    /// How long a message may be held (kept invisible) from the moment its invocation is handed
-    /// to the host: the wait for a process, the run, and one extension's worth for the delete.
-    /// The one formula for it; a gathered message adds the batching window.
+    /// How long a message may be kept invisible once its invocation is handed to the host: the
+    /// wait for a process, the run, and one extension's worth for the delete.
     pub fn hold(&self, invocation_timeout: Duration) -> Duration {
         wait_for_process(invocation_timeout) + invocation_timeout + self.extend_to
     }
 }
 
 /// How long a batch may wait for a function process (one restarting after a crash) before it
-/// fails: at least 30 s. The function never saw the batch; failing it at once would spend a
-/// receive of every message and push good messages towards the DLQ while the function restarts.
+/// fails: at least 30 s, as the `sqs` module docs explain.
 pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
     invocation_timeout.max(Duration::from_secs(30))
 }
@@ -66,19 +62,14 @@ pub(crate) fn wait_for_process(invocation_timeout: Duration) -> Duration {
 #[derive(Debug)]
 struct Entry {
     receipt: Receipt,
-    /// When the next extension is due.
     due_at: Instant,
     hold_until: Instant,
 }
 
 /// The messages received and not yet settled: registered by the pollers, held and unregistered
-/// by the batches, extended by the keeper, drained for release at shutdown.
-///
-/// - Whatever is registered at shutdown is released; nothing else is.
-/// - One entry per message id, for its latest receipt handle: a change for another handle (an
-///   older delivery of a duplicate) changes nothing.
-/// - An entry is extended only while `now < hold_until`, so a stuck batch hides it for a bounded
-///   time; SQS refusing an entry for good ends its extensions, not its registration.
+/// by the batches, extended by the keeper, drained for release at shutdown. One entry per message
+/// id, for its latest receipt handle (a change for an older delivery changes nothing), extended
+/// only while `now < hold_until`, so a stuck batch hides it for a bounded time.
 #[derive(Debug, Clone)]
 pub struct InFlightMessages {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
@@ -96,18 +87,14 @@ impl InFlightMessages {
         }
     }
 
-    /// Applies `change` to the entries whose registered delivery is one of `receipts`.
-    fn update<'a>(
-        &self,
-        receipts: impl IntoIterator<Item = &'a Receipt>,
-        change: impl Fn(&mut Entry),
-    ) {
+    /// Applies `f` to the entries whose registered delivery is one of `receipts`.
+    fn update<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, f: impl Fn(&mut Entry)) {
         let mut entries = lock(&self.entries);
         for receipt in receipts {
             if let Some(entry) = entries.get_mut(&receipt.message_id)
                 && entry.receipt == *receipt
             {
-                change(entry);
+                f(entry);
             }
         }
     }
@@ -129,10 +116,8 @@ impl InFlightMessages {
     pub fn untrack<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>) {
         let mut entries = lock(&self.entries);
         for receipt in receipts {
-            if entries
-                .get(&receipt.message_id)
-                .is_some_and(|e| e.receipt == *receipt)
-            {
+            let tracked = entries.get(&receipt.message_id);
+            if tracked.is_some_and(|e| e.receipt == *receipt) {
                 entries.remove(&receipt.message_id);
             }
         }
@@ -145,23 +130,14 @@ impl InFlightMessages {
     }
 
     /// No longer extends these messages (SQS refused them for good), though they stay tracked.
-    pub fn stop_extending<'a>(
-        &self,
-        receipts: impl IntoIterator<Item = &'a Receipt>,
-        now: Instant,
-    ) {
-        self.update(receipts, |entry| {
-            entry.hold_until = entry.hold_until.min(now)
-        });
+    pub fn stop_extending<'a>(&self, receipts: impl IntoIterator<Item = &'a Receipt>, at: Instant) {
+        self.update(receipts, |e| e.hold_until = e.hold_until.min(at));
     }
 
     /// Tracked messages due for extension at `now`, within their hold.
     pub fn due(&self, now: Instant) -> Vec<Receipt> {
-        let entries = lock(&self.entries);
-        let due = entries
-            .iter()
-            .filter(|(_, e)| now >= e.due_at && now < e.hold_until);
-        due.map(|(_, e)| e.receipt.clone()).collect()
+        let due = |e: &Entry| (now >= e.due_at && now < e.hold_until).then(|| e.receipt.clone());
+        lock(&self.entries).values().filter_map(due).collect()
     }
 
     /// Records that these messages were extended at `at` (untracked ones are skipped).
@@ -176,16 +152,8 @@ impl InFlightMessages {
 
     /// Removes and returns every tracked message.
     pub fn drain(&self) -> Vec<Receipt> {
-        lock(&self.entries)
-            .drain()
-            .map(|(_, e)| e.receipt)
-            .collect()
-    }
-
-    /// Whether no message is tracked.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        lock(&self.entries).is_empty()
+        let mut entries = lock(&self.entries);
+        entries.drain().map(|(_, e)| e.receipt).collect()
     }
 
     /// The keeper task: extends due messages until `stop` fires.
@@ -208,25 +176,21 @@ impl InFlightMessages {
             if due.is_empty() {
                 continue;
             }
-            // Stopping mid-call is fine: the batch calls are independent and idempotent. One
-            // try: what fails is due again at the next tick.
-            let extend_to = self.policy.extend_to;
+            // Stopping mid-call is fine (idempotent calls); one try: what fails is due next tick.
             let report = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                report = queue.change_visibility(&due, extend_to, 1) => report,
+                report = queue.change_visibility(&due, self.policy.extend_to, 1) => report,
             };
             self.mark_extended(report.done.iter().map(String::as_str), now);
-            // Refused for good (settled or delivered again meanwhile): asking again every tick
-            // until the invocation ends would only add calls and log lines.
+            // Refused for good (settled or delivered again): asking again only adds calls.
             self.stop_extending(&report.rejected, now);
             let extended = report.done.len();
             metrics.visibility_extensions.inc_by(extended as u64);
             tracing::debug!(extended, "extended visibility");
             let refused: HashSet<&str> = report.rejected.iter().map(|r| &*r.message_id).collect();
             for (message_id, reason) in &report.failed {
-                // One refused now and then is a message settled meanwhile; all of them failing
-                // otherwise is SQS out of reach, and they may reappear.
+                // A refusal is a message settled meanwhile; all failing is SQS out of reach.
                 if extended == 0 && !refused.contains(message_id.as_str()) {
                     tracing::warn!(%message_id, %reason, "could not extend visibility");
                 } else {
@@ -304,7 +268,7 @@ mod tests {
         // Past its hold a message is no longer extended, but still released at shutdown.
         assert_eq!(ids(in_flight.due(at(105))), ["c"]);
         assert_eq!(ids(in_flight.drain()), ["a", "c"]);
-        assert!(in_flight.is_empty());
+        assert!(in_flight.drain().is_empty());
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! - While no function process is up (one restarting after a crash), a batch waits for one (up to
 //!   30 s or the function timeout, its messages kept invisible) instead of failing: the function
 //!   never saw it, and failing would spend receives and push good messages towards the DLQ.
-//! - At shutdown the long poll in progress is seen through, not dropped: SQS does not notice an
-//!   abandoned long poll, which would then take the messages we release and hide them for a whole
-//!   visibility timeout. Long polls are therefore capped to the drain part of the grace period.
+//! - At shutdown the long poll in progress is seen through, not dropped (SQS does not notice an
+//!   abandoned one, which would take the messages we release and hide them for a visibility
+//!   timeout), so long polls are capped to the drain part of the grace period.
 //!
 //! FIFO queues keep Lambda's rules: batch size at most 10, no batching window, a receive's messages
 //! stay one batch, in order (SQS hands out a group's next messages only once the last ones are
@@ -70,8 +70,7 @@ pub enum SqsError {
     /// The flags contradict each other.
     #[error("invalid SQS source configuration: {0}")]
     Config(String),
-    /// `GetQueueAttributes` on this queue failed at start (queue missing, no access, SQS
-    /// unreachable; the error says whether SQS may answer later).
+    /// `GetQueueAttributes` on this queue failed at start (the error says whether it may pass).
     #[error("could not read the attributes of {0}")]
     QueueAttributes(String, #[source] CallError),
     /// The queue answered without this attribute, or with one that does not parse.

@@ -1,5 +1,4 @@
-//! One receive loop ([`Poller::run`]): takes free concurrency slots, gathers batches for them, as
-//! Lambda's pollers do.
+//! One receive loop ([`Poller::run`]): takes free concurrency slots and gathers batches for them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +16,6 @@ use super::in_flight::InFlightMessages;
 use super::record::{self, QueueIdentity, Record};
 use crate::backoff::Backoff;
 use crate::event_filter::FilterCriteria;
-
-/// A batch gathered by a poller, with the concurrency slot it runs in.
-pub(crate) type ReadyBatch = (OwnedSemaphorePermit, Vec<Record>);
 
 /// Gathers batches from one queue.
 pub(crate) struct Poller {
@@ -40,12 +36,11 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
-    /// Takes free slots, gathers messages for them, hands each batch (with its slot) to `ready`,
-    /// until `shutdown` fires.
+    /// Takes free slots and hands a batch for each to `ready`, until `shutdown` fires.
     pub(crate) async fn run(
         mut self,
         slots: Arc<Semaphore>,
-        ready: mpsc::UnboundedSender<ReadyBatch>,
+        ready: mpsc::UnboundedSender<(OwnedSemaphorePermit, Vec<Record>)>,
         shutdown: CancellationToken,
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -54,7 +49,7 @@ impl Poller {
             let permit = match slots.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
-                    self.health.waiting();
+                    self.health.set(None);
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => return,
@@ -63,15 +58,11 @@ impl Poller {
                     }
                 }
             };
-            // Small batches without a window: one receive call may fill several free slots, as
-            // Lambda's pollers do; one call per batch would cap the drain at one round trip each.
+            // Small batches without a window: one receive may fill several free slots (as Lambda).
+            let extra = (MAX_PER_RECEIVE / self.batch_size).saturating_sub(1);
+            let free = std::iter::from_fn(|| slots.clone().try_acquire_owned().ok());
             let mut permits = vec![permit];
-            while self.fill_slots && (permits.len() + 1) * self.batch_size <= MAX_PER_RECEIVE {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
+            permits.extend(free.take(if self.fill_slots { extra } else { 0 }));
             let capacity = permits.len() * self.batch_size;
             let Some(mut records) = self.gather(capacity, &mut backoff, &shutdown).await else {
                 return;
@@ -90,10 +81,9 @@ impl Poller {
         }
     }
 
-    /// Receives until `capacity` messages came, or the batching window (started by the first
-    /// message) closes, or, without a window, as soon as one receive call returned messages.
-    /// Receive errors are logged and retried with backoff for ever. `None` once `cancel` fires
-    /// (a receive in progress is seen through: see the `sqs` module docs).
+    /// Receives until `capacity` messages came, or the batching window (from the first message)
+    /// closes, or without a window until a receive returns messages; errors are retried with
+    /// backoff. `None` once `cancel` fires (a receive in progress is seen through).
     async fn gather(
         &mut self,
         capacity: usize,
@@ -119,48 +109,42 @@ impl Poller {
             let max = (capacity - records.len()).min(MAX_PER_RECEIVE);
             let received = self.receive(max, wait, cancel).await;
             let cancelled = cancel.is_cancelled();
-            match received {
+            let received_at = Instant::now();
+            let retry_in = match received {
                 Ok(messages) => {
-                    self.health.set(true);
+                    self.health.set(Some(true));
                     backoff.reset();
-                    let received_at = Instant::now();
-                    let new: Vec<Record> = messages
-                        .iter()
-                        .filter_map(|m| record::record(m, &self.queue))
-                        .collect();
+                    let new = messages.iter().map(|m| record::record(m, &self.queue));
+                    let new: Vec<Record> = new.flatten().collect();
                     self.metrics.received.inc_by(new.len() as u64);
                     let new = self.filtered(new).await;
                     self.in_flight
                         .track(new.iter().map(|r| &r.receipt), received_at);
                     records.extend(new);
-                    if cancelled {
-                        return stopped(&records);
-                    }
-                    if !records.is_empty() && window_closes.is_none() {
-                        if self.window.is_zero() {
-                            break;
-                        }
-                        window_closes = Some(received_at + self.window);
-                    }
+                    None
                 }
                 Err(error) => {
-                    self.health.set(false);
+                    self.health.set(Some(false));
                     self.metrics.receive_errors.inc();
                     let delay = backoff.next_delay();
                     tracing::error!(error = %error, retry_in_ms = delay.as_millis() as u64, "ReceiveMessage failed");
-                    if cancelled {
-                        return stopped(&records);
-                    }
-                    if !records.is_empty() {
-                        // Invoke with what we have rather than hold it through an outage.
-                        break;
-                    }
-                    tokio::select! {
-                        biased;
-                        () = cancel.cancelled() => return stopped(&records),
-                        () = tokio::time::sleep(delay) => {}
-                    }
+                    Some(delay)
                 }
+            };
+            if cancelled {
+                return stopped(&records);
+            }
+            match retry_in {
+                None if records.is_empty() || window_closes.is_some() => {}
+                None if self.window.is_zero() => break,
+                None => window_closes = Some(received_at + self.window),
+                // Invoke with what we have rather than hold it through an outage.
+                Some(_) if !records.is_empty() => break,
+                Some(delay) => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return stopped(&records),
+                    () = tokio::time::sleep(delay) => {}
+                },
             }
         }
         Some(records)

@@ -10,7 +10,6 @@ use super::client::Receipt;
 /// The queue's ARN and region, as each record names them (`eventSourceARN`, `awsRegion`).
 #[derive(Debug, Clone)]
 pub struct QueueIdentity {
-    /// The queue's ARN.
     pub arn: String,
     /// The ARN's region (`arn:aws:sqs:<region>:...`), else the configured one.
     pub region: String,
@@ -19,12 +18,8 @@ pub struct QueueIdentity {
 impl QueueIdentity {
     /// The identity of the queue `arn`; `fallback_region` when the ARN names none.
     pub fn new(arn: String, fallback_region: &str) -> Self {
-        let region = arn
-            .split(':')
-            .nth(3)
-            .filter(|r| !r.is_empty())
-            .unwrap_or(fallback_region)
-            .to_owned();
+        let region = arn.split(':').nth(3).filter(|r| !r.is_empty());
+        let region = region.unwrap_or(fallback_region).to_owned();
         Self { arn, region }
     }
 }
@@ -58,13 +53,11 @@ pub fn record(message: &Message, queue: &QueueIdentity) -> Option<Record> {
     record.md5_of_body = message.md5_of_body().map(str::to_owned);
     record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_owned);
     let attrs = message.attributes().into_iter().flatten();
-    record.attributes = attrs
-        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-        .collect();
+    let attrs = attrs.map(|(k, v)| (k.as_str().to_owned(), v.clone()));
+    record.attributes = attrs.collect();
     let attrs = message.message_attributes().into_iter().flatten();
-    record.message_attributes = attrs
-        .map(|(k, v)| (k.clone(), message_attribute(v)))
-        .collect();
+    let attrs = attrs.map(|(k, v)| (k.clone(), message_attribute(v)));
+    record.message_attributes = attrs.collect();
     record.event_source = Some("aws:sqs".to_owned());
     record.event_source_arn = Some(queue.arn.clone());
     record.aws_region = Some(queue.region.clone());
@@ -106,19 +99,15 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
-/// The invocation's trace header: the first valid `AWSTraceHeader` of the batch's messages (the
-/// producer's trace), else a new root, as Lambda traces every invocation. Each record keeps its
-/// own header in `attributes`, so a batch of several traces loses none.
+/// The invocation's trace header: the first valid `AWSTraceHeader` of the batch's messages, else a
+/// new root, as Lambda traces every invocation (each record keeps its own in `attributes`).
 pub fn trace_header(records: &[Record]) -> String {
-    records
-        .iter()
-        .find_map(|r| {
-            r.json
-                .pointer("/attributes/AWSTraceHeader")
-                .and_then(Value::as_str)
-                .and_then(crate::trace_header::from_message)
-        })
-        .unwrap_or_else(crate::trace_header::new_root)
+    let valid = |r: &Record| {
+        let header = r.json.pointer("/attributes/AWSTraceHeader")?.as_str()?;
+        crate::trace_header::from_message(header)
+    };
+    let header = records.iter().find_map(valid);
+    header.unwrap_or_else(crate::trace_header::new_root)
 }
 
 /// The invocation payload for `records`: `{"Records": [...]}`.

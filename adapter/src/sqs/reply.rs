@@ -5,9 +5,8 @@
 //! the batch is a complete success when the reply is empty or `null`, or `batchItemFailures` is
 //! missing, `null` or empty; a complete failure when the reply is not JSON, or an item has an
 //! empty, `null` or missing `itemIdentifier`, or one not in the batch. Where the guide is silent we
-//! are strict, so a buggy function cannot delete messages it did not process: any other shape
-//! fails the whole batch. Unknown fields are ignored, as Lambda ignores them; an id listed twice
-//! is one failure.
+//! are strict (a buggy function must not delete what it did not process): any other shape fails
+//! the whole batch. Unknown fields are ignored, as by Lambda; an id listed twice is one failure.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -61,18 +60,15 @@ impl Verdict {
         message_ids: &[&str],
         report_batch_item_failures: bool,
     ) -> Self {
+        use InvocationResponse::{FunctionError, Success};
         let failed_ids = match result {
             Err(error) => Err(BatchFailure::Invoke(error.clone())),
-            Ok(InvocationResponse::FunctionError { error_type, .. }) => {
+            Ok(FunctionError { error_type, .. }) => {
                 let error_type = error_type.clone();
                 Err(BatchFailure::FunctionError { error_type })
             }
-            Ok(InvocationResponse::Success(_)) if !report_batch_item_failures => {
-                Ok(BTreeSet::new())
-            }
-            Ok(InvocationResponse::Success(body)) => {
-                parse(body, message_ids).map_err(BatchFailure::from)
-            }
+            Ok(Success(_)) if !report_batch_item_failures => Ok(BTreeSet::new()),
+            Ok(Success(body)) => parse(body, message_ids).map_err(BatchFailure::from),
         };
         let ids = message_ids.iter().map(|id| (*id).to_owned());
         let (failed, succeeded) = match &failed_ids {
@@ -87,11 +83,8 @@ impl Verdict {
     }
 }
 
-/// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all in `message_ids`.
-pub fn parse<'a>(
-    body: &[u8],
-    message_ids: &[&'a str],
-) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
+/// Reads an `SQSBatchResponse` strictly: the ids of the failed messages, all in `ids`.
+pub fn parse<'a>(body: &[u8], ids: &[&'a str]) -> Result<BTreeSet<&'a str>, InvalidBatchResponse> {
     use InvalidBatchResponse::Shape;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(BTreeSet::new());
@@ -107,7 +100,7 @@ pub fn parse<'a>(
         },
         _ => return Err(Shape("the reply is not a JSON object")),
     };
-    let known: HashSet<&'a str> = message_ids.iter().copied().collect();
+    let known: HashSet<&'a str> = ids.iter().copied().collect();
     let mut failed = BTreeSet::new();
     for item in items {
         let Value::Object(item) = item else {
@@ -123,10 +116,8 @@ pub fn parse<'a>(
         if id.is_empty() {
             return Err(InvalidBatchResponse::EmptyIdentifier);
         }
-        let known = known
-            .get(id.as_str())
-            .ok_or_else(|| InvalidBatchResponse::UnknownIdentifier(id.clone()))?;
-        failed.insert(*known);
+        let unknown = || InvalidBatchResponse::UnknownIdentifier(id.clone());
+        failed.insert(*known.get(id.as_str()).ok_or_else(unknown)?);
     }
     Ok(failed)
 }

@@ -29,7 +29,7 @@ pub struct SqsSource {
     args: SqsArgs,
     client: QueueClient,
     queue: QueueIdentity,
-    queue_visibility_timeout: Duration,
+    visibility_timeout: Duration,
     fifo: bool,
     metrics: SqsMetrics,
     health: SqsHealth,
@@ -55,8 +55,7 @@ const DELETER: &str = "deleter";
 
 impl SqsSource {
     /// [`SqsSource::with_config`] with aws-config from the environment, waiting out an SQS not
-    /// reachable yet (the adapter may start before the network or LocalStack) until `shutdown`
-    /// (then `Ok(None)`). Bad flags and a definite answer (no such queue) fail at once.
+    /// reachable yet until `shutdown` (then `Ok(None)`); bad flags or no such queue fail at once.
     pub async fn connect(
         args: SqsArgs,
         registry: &mut Registry,
@@ -85,17 +84,7 @@ impl SqsSource {
         config: &aws_config::SdkConfig,
         registry: &mut Registry,
     ) -> Result<Self, SqsError> {
-        let invalid = |message: &str| Err(SqsError::Config(message.to_owned()));
-        let size = args.batch_size;
-        if args.queue_url.is_empty() {
-            return invalid("no queue: give --queue-url, ADAPTER_QUEUE_URL or QUEUE_URL");
-        }
-        if size > 10 && args.batching_window == 0 {
-            // Lambda's rule: without a window a batch is one receive call, at most 10 messages.
-            return invalid(&format!(
-                "--batch-size {size} needs --batching-window of at least 1 second (a batch above 10 messages is gathered over several receive calls)"
-            ));
-        }
+        args.check(false)?;
         let region = config.region().map(ToString::to_string).unwrap_or_default();
         let queue_url = args.queue_url.clone();
         let client = QueueClient::new(aws_sdk_sqs::Client::new(config), queue_url.clone());
@@ -107,23 +96,13 @@ impl SqsSource {
         let arn = arn.ok_or_else(|| missing("QueueArn"))?;
         // SQS requires FIFO queue names to end in `.fifo`.
         let fifo = arn.ends_with(".fifo");
-        if fifo && size > 10 {
-            return invalid(&format!(
-                "--batch-size {size} is too large for a FIFO queue: at most 10 (Lambda's rule)"
-            ));
-        }
-        if fifo && args.batching_window > 0 {
-            return invalid(
-                "--batching-window is not supported for FIFO queues (Lambda's rule); leave it at 0",
-            );
-        }
-        let queue_visibility_timeout =
-            visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
+        args.check(fifo)?;
+        let visibility_timeout = visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
         let queue = QueueIdentity::new(arn, &region);
         tracing::info!(
             queue_url = %args.queue_url,
             queue_arn = %queue.arn,
-            visibility_timeout_s = queue_visibility_timeout.as_secs(),
+            visibility_timeout_s = visibility_timeout.as_secs(),
             batch_size = args.batch_size,
             batching_window_s = args.batching_window,
             report_batch_item_failures = args.report_batch_item_failures,
@@ -133,7 +112,7 @@ impl SqsSource {
             args,
             client,
             queue,
-            queue_visibility_timeout,
+            visibility_timeout,
             fifo,
             metrics: SqsMetrics::register(registry),
             // Connected until proven otherwise: it has just talked to the queue.
@@ -147,42 +126,34 @@ impl SqsSource {
     }
 
     /// Runs until `shutdown` fires, then drains and releases (module map). SQS errors are retried
-    /// for ever. It fails only if one of its tasks fails (a bug), after draining and releasing:
-    /// the adapter then exits non-zero for a restart, rather than run crippled.
+    /// for ever; it fails only if one of its tasks fails (a bug), after draining and releasing.
     pub async fn run<S: Invoke>(
         self,
         invoker: S,
         config: RunConfig,
         shutdown: CancellationToken,
     ) -> Result<(), SqsError> {
-        let RunConfig {
-            max_concurrency,
-            invocation_timeout,
-            budget,
-        } = config;
-        let policy = VisibilityPolicy::new(
-            self.queue_visibility_timeout,
-            self.args.visibility_extension_margin,
-        );
-        if self.queue_visibility_timeout < invocation_timeout {
+        let margin = self.args.visibility_extension_margin;
+        let policy = VisibilityPolicy::new(self.visibility_timeout, margin);
+        if self.visibility_timeout < config.invocation_timeout {
             // Fine here (visibility is extended), but Lambda refuses such a mapping.
             tracing::warn!(
-                visibility_timeout_s = self.queue_visibility_timeout.as_secs(),
-                function_timeout_s = invocation_timeout.as_secs(),
+                visibility_timeout_s = self.visibility_timeout.as_secs(),
+                function_timeout_s = config.invocation_timeout.as_secs(),
                 "the queue's visibility timeout is shorter than the function timeout; Lambda would reject this event source mapping"
             );
         }
         let window = Duration::from_secs(self.args.batching_window.into());
-        let in_flight = InFlightMessages::new(window + policy.hold(invocation_timeout), policy);
+        let in_flight =
+            InFlightMessages::new(window + policy.hold(config.invocation_timeout), policy);
         // Pollers stop at shutdown, or when a task fails; the keeper only once batches are done.
         let stop = shutdown.child_token();
         let keeper_stop = CancellationToken::new();
         let mut tasks = Tasks::default();
         let (client, metrics) = (self.client.clone(), self.metrics.clone());
-        let keeper = in_flight
-            .clone()
-            .keep_visible(client, metrics, keeper_stop.clone());
-        tasks.spawn(KEEPER, keeper);
+        let keeping = in_flight.clone();
+        let keeping = keeping.keep_visible(client, metrics, keeper_stop.clone());
+        tasks.spawn(KEEPER, keeping);
         let (deleter, deleting) = Deleter::start(self.client.clone());
         let deleter_task = tasks.spawn(DELETER, deleting);
         let runner = BatchRunner {
@@ -190,21 +161,19 @@ impl SqsSource {
             in_flight: in_flight.clone(),
             metrics: self.metrics.clone(),
             report_batch_item_failures: self.args.report_batch_item_failures,
-            invocation_timeout,
+            invocation_timeout: config.invocation_timeout,
             policy,
             shutdown: shutdown.clone(),
             fifo: self.fifo,
         };
 
-        // Several receive loops, as Lambda runs several pollers: one loop is one receive round
-        // trip at a time, which caps the drain far below what the queue serves.
-        let slots = Arc::new(Semaphore::new(max_concurrency.max(1)));
-        // Shutdown waits for the long poll in progress, so it must end within the drain; under a
-        // second would be short polling, a busy loop.
-        let max_wait =
-            Duration::from_secs(budget.drain().as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
+        // Several receive loops, as Lambda runs several pollers: one round trip at a time is slow.
+        let slots = Arc::new(Semaphore::new(config.max_concurrency.max(1)));
+        // Within the drain, as shutdown waits for it; under a second would be a busy loop.
+        let drain = config.budget.drain();
+        let max_wait = Duration::from_secs(drain.as_secs().clamp(1, MAX_WAIT_TIME.as_secs()));
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let poller_count = self.args.poller_count(max_concurrency);
+        let poller_count = self.args.poller_count(config.max_concurrency);
         for _ in 0..poller_count {
             let poller = Poller {
                 client: self.client.clone(),
@@ -216,30 +185,25 @@ impl SqsSource {
                 deleter: deleter.clone(),
                 batch_size: usize::from(self.args.batch_size),
                 window,
-                // Not for FIFO: the messages of one group, split over concurrent batches, would
-                // run at once and out of order.
+                // Not for FIFO: a group split over concurrent batches would run out of order.
                 fill_slots: window.is_zero() && !self.fifo,
                 max_wait,
             };
-            tasks.spawn(
-                POLLER,
-                poller.run(slots.clone(), ready_tx.clone(), stop.clone()),
-            );
+            let receiving = poller.run(slots.clone(), ready_tx.clone(), stop.clone());
+            tasks.spawn(POLLER, receiving);
         }
         drop(ready_tx);
         // The deleter task ends when its last handle goes: the runner's and the pollers' only.
         drop(deleter);
         tracing::debug!(pollers = poller_count, "receiving");
 
-        let mut failure: Option<TaskFailure> = None;
         let mut batches = JoinSet::new();
         let mut stopped_at: Option<Instant> = None;
         loop {
             tokio::select! {
                 ready = ready_rx.recv() => match ready {
                     Some((permit, records)) => {
-                        let runner = runner.clone();
-                        let invoker = invoker.clone();
+                        let (runner, invoker) = (runner.clone(), invoker.clone());
                         batches.spawn(async move {
                             let _permit = permit;
                             runner.process(invoker, records).await;
@@ -253,7 +217,7 @@ impl SqsSource {
                 Some((task, ended)) = tasks.next() => {
                     // Pollers end once `stop` fires; the others only when told, after this loop.
                     if ended.is_err() || task != POLLER || !stop.is_cancelled() {
-                        record_failure(&mut failure, task, ended);
+                        tasks.failed(task, ended);
                         stop.cancel();
                     }
                 }
@@ -263,10 +227,10 @@ impl SqsSource {
 
         tracing::info!(
             batches = batches.len(),
-            drain_s = budget.drain().as_secs_f64(),
+            drain_s = drain.as_secs_f64(),
             "SQS source stopping: draining"
         );
-        let drained = tokio::time::timeout_at(stopped_at + budget.drain(), async {
+        let drained = tokio::time::timeout_at(stopped_at + drain, async {
             while let Some(done) = batches.join_next().await {
                 log_batch_end(done);
             }
@@ -279,8 +243,7 @@ impl SqsSource {
             );
             batches.abort_all();
             while batches.join_next().await.is_some() {}
-            // Abandoned batches' deletes go with it: their messages are still registered, and
-            // released below.
+            // Abandoned batches' deletes go with it: their messages are released below.
             deleter_task.abort();
         }
         // The deleter ends once its handles are gone and its calls done; the keeper when told.
@@ -288,24 +251,23 @@ impl SqsSource {
         keeper_stop.cancel();
         while let Some((task, ended)) = tasks.next().await {
             if matches!(&ended, Err(error) if error.is_panic()) {
-                record_failure(&mut failure, task, ended);
+                tasks.failed(task, ended);
             }
         }
-        self.release(in_flight.drain(), stopped_at + budget.release_by())
+        self.release(in_flight.drain(), stopped_at + config.budget.release_by())
             .await;
         tracing::info!("SQS source stopped");
-        failure.map_or(Ok(()), |failure| Err(SqsError::Stopped(failure)))
+        let failure = tasks.failure.map(SqsError::Stopped);
+        failure.map_or(Ok(()), Err)
     }
 
-    /// Makes `left` visible again at once, so another worker takes it, by `deadline`. A few
-    /// tries: a message not released waits out its visibility timeout (minutes, with extensions).
+    /// Makes `left` visible again at once, so another worker takes it, by `deadline`.
     async fn release(&self, left: Vec<Receipt>, deadline: Instant) {
         if left.is_empty() {
             return;
         }
-        let release = self
-            .client
-            .change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
+        let client = &self.client;
+        let release = client.change_visibility(&left, Duration::ZERO, RELEASE_ATTEMPTS);
         let Ok(report) = tokio::time::timeout_at(deadline, release).await else {
             tracing::warn!(
                 messages = left.len(),
@@ -325,11 +287,12 @@ impl SqsSource {
     }
 }
 
-/// The source's long-lived tasks, each known by name.
+/// The source's long-lived tasks, each known by name, and the first that failed.
 #[derive(Default)]
 struct Tasks {
     set: JoinSet<()>,
     names: HashMap<tokio::task::Id, &'static str>,
+    failure: Option<TaskFailure>,
 }
 
 impl Tasks {
@@ -351,26 +314,20 @@ impl Tasks {
         };
         Some((self.names.remove(&id).unwrap_or("task"), ended))
     }
-}
 
-/// Keeps the first failure of a task (the later ones follow from it) and logs each.
-fn record_failure(
-    failure: &mut Option<TaskFailure>,
-    task: &'static str,
-    ended: Result<(), JoinError>,
-) {
-    let error = match ended {
-        Ok(()) => TaskFailure::Returned(task),
-        Err(source) => TaskFailure::Panicked(task, source),
-    };
-    tracing::error!(error = %error, "SQS source stopping: one of its tasks failed");
-    failure.get_or_insert(error);
+    /// Keeps the first failure of a task (the later ones follow from it) and logs each.
+    fn failed(&mut self, task: &'static str, ended: Result<(), JoinError>) {
+        let error = match ended {
+            Ok(()) => TaskFailure::Returned(task),
+            Err(source) => TaskFailure::Panicked(task, source),
+        };
+        tracing::error!(error = %error, "SQS source stopping: one of its tasks failed");
+        self.failure.get_or_insert(error);
+    }
 }
 
 fn log_batch_end(done: Result<(), JoinError>) {
-    if let Err(error) = done
-        && error.is_panic()
-    {
+    if let Some(error) = done.err().filter(JoinError::is_panic) {
         // Its messages stay registered and are released at shutdown or time out; never deleted.
         tracing::error!(%error, "a batch task panicked");
     }
