@@ -121,10 +121,10 @@ async fn poison_message_reaches_the_dlq_after_max_receive_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_longer_than_the_visibility_timeout_runs_once() {
-    // 4 s visibility, a 10 s task, two slots: without extension the message would be received
-    // again by the free slot while the first run is still going. Each extension has 2 s to
-    // reach LocalStack.
-    let queues = Queues::new("extend", 4, 5).await;
+    // 6 s visibility, a 10 s task, two slots: without extension the message would be received
+    // again by the free slot while the first run is still going. Each extension has 3 s to
+    // reach LocalStack (2 s was too little for a LocalStack just started under a full test run).
+    let queues = Queues::new("extend", 6, 5).await;
     let ids = queues.send(&[json!({"sleep_ms": 10_000})]).await;
 
     let mut adapter = Adapter::start(
@@ -140,7 +140,8 @@ async fn task_longer_than_the_visibility_timeout_runs_once() {
     assert_eq!(
         adapter.records()[&ids[0]],
         [1],
-        "processed once, on its first receive"
+        "processed once, on its first receive; the adapter's output:\n{}",
+        adapter.output_text()
     );
     let extensions = adapter
         .metric("adapter_sqs_visibility_extensions_total")
