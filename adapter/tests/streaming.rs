@@ -140,6 +140,40 @@ async fn a_timeout_mid_stream_breaks_the_transfer_off() {
 }
 
 #[tokio::test]
+async fn a_timeout_before_the_prelude_is_a_504() {
+    let mut adapter = Spawn::http("streamer").args(&["--timeout", "1"]).start();
+    adapter.wait_ready().await;
+    let reply = post_json(&adapter.http_url("/"), &json!({"sleep_ms": 5_000})).await;
+    assert_eq!(reply.status, 504, "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_stream_leaves_the_function_to_finish() {
+    let mut adapter = Spawn::http("streamer")
+        .args(&["--max-concurrency", "1"])
+        .start();
+    adapter.wait_ready().await;
+    let gate = gate();
+    // 8 MiB after the gate: far more than the chunks in flight and the sockets' buffers hold,
+    // so a function nobody drained would block and hold the one process.
+    let plan = json!({"chunks": ["first "], "fill_bytes": 8 << 20, "wait_file": gate});
+    let response = open(&adapter.http_url("/"), &plan).await;
+    let mut body = response.into_body();
+    assert_eq!(read_at_least(&mut body, 6).await, b"first ");
+    drop(body);
+    open_gate(&gate);
+    // The one process finishes the abandoned stream (read and dropped), then serves the next.
+    let reply = post_json(&adapter.http_url("/"), &json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "hello world");
+    assert!(
+        !adapter.log().contains("streamed invocation failed"),
+        "{}",
+        adapter.log()
+    );
+}
+
+#[tokio::test]
 async fn a_stream_that_keeps_writing_outlives_the_idle_timeout() {
     let mut adapter = Spawn::http("streamer")
         .args(&["--idle-timeout", "1"])

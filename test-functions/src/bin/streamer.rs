@@ -7,7 +7,8 @@
 //! `"wait_file"` the function sends the first chunk, then waits for that file to exist before
 //! sending the rest, so a test can read the first bytes while the function is still running;
 //! `"delay_ms"` sleeps that long after the first chunk (a function that works between chunks),
-//! `"interval_ms"` that long after every chunk (a steady stream).
+//! `"interval_ms"` that long after every chunk (a steady stream); `"sleep_ms"` sleeps before
+//! replying at all (nothing, not even the prelude, is sent meanwhile).
 //! `"end"` says how the stream ends: `ok` (the default), `hang` (never ends: the adapter's timeout
 //! must) or `error` (the reply is sent by hand, with Lambda's error trailers after the chunks,
 //! because `lambda_runtime` 1.5 writes a stream error into the body instead of into trailers).
@@ -35,6 +36,9 @@ async fn handle(request: Request) -> Result<Response<lambda_runtime::streaming::
         Body::Binary(bytes) => serde_json::from_slice(bytes)?,
         _ => Value::Object(Map::new()),
     };
+    if let Some(ms) = plan.get("sleep_ms").and_then(Value::as_u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let chunks = chunks_of(&plan);
     let wait_file = plan
         .get("wait_file")
