@@ -63,12 +63,6 @@ impl Invocation {
         self
     }
 
-    /// This invocation, streaming its reply into `handoff` if the function streams.
-    pub fn streaming_to(mut self, handoff: StreamHandoff) -> Self {
-        self.response_stream = Some(handoff);
-        self
-    }
-
     /// The wall-clock deadline of this invocation if it started at `start`.
     pub fn deadline_from(&self, start: SystemTime) -> SystemTime {
         start + self.timeout

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use http::HeaderValue;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::invocation::{InvocationResponse, InvokeError};
@@ -234,16 +234,42 @@ pub(crate) fn to_buffered(
     }
     let (prelude, payload) =
         split_prelude(body).ok_or("streamed HTTP reply without the prelude delimiter")?;
-    let prelude: Value = serde_json::from_slice(prelude)
+    let reply = prelude_reply(prelude, Some(payload))
         .map_err(|e| format!("streamed HTTP reply with an unreadable prelude: {e}"))?;
-    let reply = json!({
-        "statusCode": prelude.get("statusCode").cloned().unwrap_or(json!(200)),
-        "headers": prelude.get("headers").cloned().unwrap_or(json!({})),
-        "cookies": prelude.get("cookies").cloned().unwrap_or(json!([])),
-        "body": STANDARD.encode(payload),
-        "isBase64Encoded": true,
+    Ok(Bytes::from(reply))
+}
+
+/// An HTTP prelude as the API Gateway v2 reply it stands for, with `body` (base64) if given: a
+/// status of 200 unless it says otherwise, and headers with several values (`lambda_http` sends
+/// them as arrays) as `multiValueHeaders`. Streamed and buffered replies both go through here.
+pub(crate) fn prelude_reply(prelude: &[u8], body: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    let prelude: Value =
+        serde_json::from_slice(prelude).map_err(|e| format!("the prelude is not JSON: {e}"))?;
+    let Value::Object(mut prelude) = prelude else {
+        return Err("the prelude is not a JSON object".to_owned());
+    };
+    let (mut single, mut multi) = (Map::new(), Map::new());
+    if let Some(Value::Object(headers)) = prelude.remove("headers") {
+        for (name, value) in headers {
+            match value {
+                Value::Array(values) => multi.insert(name, Value::Array(values)),
+                value => single.insert(name, value),
+            };
+        }
+    }
+    let mut reply = json!({
+        "statusCode": prelude.remove("statusCode").unwrap_or(json!(200)),
+        "headers": single,
+        "multiValueHeaders": multi,
     });
-    Ok(Bytes::from(reply.to_string()))
+    if let Some(cookies) = prelude.remove("cookies") {
+        reply["cookies"] = cookies;
+    }
+    if let Some(body) = body {
+        reply["body"] = STANDARD.encode(body).into();
+        reply["isBase64Encoded"] = true.into();
+    }
+    serde_json::to_vec(&reply).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response};
-use serde_json::{Map, Value};
 
 use super::response::{ReplyError, to_http_response};
 use crate::response_stream::{
-    PRELUDE_DELIMITER, ResponseStream, StreamError, is_http_integration, split_prelude,
+    PRELUDE_DELIMITER, ResponseStream, StreamError, is_http_integration, prelude_reply,
+    split_prelude,
 };
 
 /// Longest prelude read before the body: a prelude is a status and headers, so one this long is
@@ -71,42 +71,13 @@ pub async fn streamed_response(
     Ok(response)
 }
 
-/// The prelude as a structured reply without a body, for [`to_http_response`]: a status of 200
-/// unless it says otherwise, and headers with several values (`lambda_http` sends them as
-/// arrays) as `multiValueHeaders`.
+/// The prelude as a reply without a body, for [`to_http_response`].
 fn head_of(prelude: &[u8]) -> Result<Vec<u8>, ReplyError> {
-    let prelude: Value = serde_json::from_slice(prelude).map_err(ReplyError::NotJson)?;
-    let Value::Object(mut prelude) = prelude else {
-        return Err(malformed_reply("the prelude is not a JSON object"));
-    };
-    let mut head = Map::new();
-    head.insert(
-        "statusCode".into(),
-        prelude.remove("statusCode").unwrap_or(Value::from(200)),
-    );
-    let (mut single, mut multi) = (Map::new(), Map::new());
-    if let Some(Value::Object(headers)) = prelude.remove("headers") {
-        for (name, value) in headers {
-            match value {
-                Value::Array(values) => multi.insert(name, Value::Array(values)),
-                value => single.insert(name, value),
-            };
-        }
-    }
-    head.insert("headers".into(), Value::Object(single));
-    head.insert("multiValueHeaders".into(), Value::Object(multi));
-    if let Some(cookies) = prelude.remove("cookies") {
-        head.insert("cookies".into(), cookies);
-    }
-    serde_json::to_vec(&head).map_err(ReplyError::NotJson)
+    prelude_reply(prelude, None).map_err(ReplyError::Malformed)
 }
 
 fn malformed(message: &str) -> StreamedReplyError {
-    malformed_reply(message).into()
-}
-
-fn malformed_reply(message: &str) -> ReplyError {
-    ReplyError::Malformed(message.to_owned())
+    ReplyError::Malformed(message.to_owned()).into()
 }
 
 #[cfg(test)]
